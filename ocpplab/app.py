@@ -1,0 +1,182 @@
+"""The application factory: `create_app(settings, *, broker=None, clock=None)`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ocpplab import api, pages
+from ocpplab.broker import Broker, broker_from_url
+from ocpplab.central import CentralSystem
+from ocpplab.clock import Clock, SystemClock
+from ocpplab.config import Settings
+from ocpplab.gateway import Gateway
+from ocpplab.live import serve_page_socket
+from ocpplab.services import Services
+from ocpplab.templating import STATIC_DIR, make_templates
+
+logger = logging.getLogger("ocpplab")
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class SecurityHeaders:
+    """CSP without inline script, and the usual hardening headers, on every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class DashboardAuth:
+    """HTTP Basic auth for pages and the API when OCPPLAB_DASHBOARD_PASSWORD is set.
+
+    Chargers (`/ocpp/…`) have their own auth, and `/healthz` stays open for load balancers.
+    """
+
+    OPEN_PREFIXES = ("/ocpp", "/healthz")
+
+    def __init__(self, app: ASGIApp, password: str | None) -> None:
+        self.app = app
+        self.password = password
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            not self.password
+            or scope["type"] not in {"http", "websocket"}
+            or scope["path"].startswith(self.OPEN_PREFIXES)
+            or self._authorized(HTTPConnection(scope))
+        ):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "login required"})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"www-authenticate", b'Basic realm="ocpplab dashboard"'),
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"Log in to use this dashboard.\n"})
+
+    def _authorized(self, connection: HTTPConnection) -> bool:
+        scheme, _, encoded = connection.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            _, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(password.encode(), (self.password or "").encode())
+
+
+def create_app(
+    settings: Settings | None = None, *, broker: Broker | None = None, clock: Clock | None = None
+) -> Starlette:
+    """Build the ASGI app. Collaborators are passed in; nothing is global."""
+    settings = settings or Settings()
+    broker = broker or broker_from_url(settings.redis_url)
+    clock = clock or SystemClock()
+    gateway = Gateway(settings, broker, clock)
+    services = Services(
+        settings=settings,
+        broker=broker,
+        clock=clock,
+        gateway=gateway,
+        central=CentralSystem(settings, broker, gateway),
+        templates=make_templates(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await broker.start()
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+            await broker.stop()
+
+    routes = [
+        Route("/", pages.index, name="index"),
+        Route("/start", pages.start, methods=["POST"], name="start"),
+        Route("/healthz", pages.healthz, name="healthz"),
+        WebSocketRoute("/ocpp/{identity:path}", gateway.serve, name="charger_socket"),
+        WebSocketRoute("/ocpp", gateway.serve, name="charger_socket_without_identity"),
+        WebSocketRoute("/", gateway.serve, name="charger_socket_at_root"),
+        Route("/chargers/{identity}", pages.charger_page, name="charger_page"),
+        WebSocketRoute("/chargers/{identity}/live", serve_page_socket, name="live"),
+        Route(
+            "/chargers/{identity}/held/{unique_id}",
+            pages.answer_held,
+            methods=["POST"],
+            name="answer_held",
+        ),
+        Route("/api/chargers/{identity}", api.charger, name="api_charger"),
+        Route(
+            "/api/chargers/{identity}/responses/{action}",
+            api.response_rule,
+            methods=["GET", "PUT", "DELETE"],
+            name="api_response",
+        ),
+        Route(
+            "/api/chargers/{identity}/calls/{action}",
+            api.call,
+            methods=["POST"],
+            name="api_call",
+        ),
+        Route("/api/chargers/{identity}/frames", api.frames, methods=["POST"], name="api_frames"),
+        Route(
+            "/api/chargers/{identity}/held/{unique_id}",
+            api.held,
+            methods=["POST"],
+            name="api_held",
+        ),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(DashboardAuth, password=settings.dashboard_password),
+        ],
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,10 @@
+"""`ocpplab.asgi:app`, for uvicorn worker processes: settings come from the environment."""
+
+from __future__ import annotations
+
+import os
+
+from ocpplab.app import create_app
+from ocpplab.config import Settings
+
+app = create_app(Settings.from_env(os.environ))

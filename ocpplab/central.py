@@ -1,0 +1,188 @@
+"""What a person (through a form) or a script (through the API) can ask of the central system.
+
+The dashboard's forms and the JSON API are two faces of these same methods. Everything
+goes through the broker, so it works the same whether the charger is held by this process
+or by another host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+import uuid
+from typing import Any
+
+from ocpplab import schemas
+from ocpplab.broker import (
+    Broker,
+    Signal,
+    commands_channel,
+    events_channel,
+    presence_key,
+    settings_key,
+)
+from ocpplab.config import Settings
+from ocpplab.exceptions import BrokerError, CallTimeout, ChargerOffline, UnknownAction
+from ocpplab.gateway import Gateway
+from ocpplab.responder import ResponderSettings, Rule
+
+ANSWER_WAIT = 3.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a central-system call ended: "result", "error", "timeout" or "offline"."""
+
+    unique_id: str
+    action: str
+    outcome: str
+    payload: Any = None
+    error: dict[str, Any] | None = None
+    rtt_ms: float | None = None
+    violations: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+
+class CentralSystem:
+    """The operations behind every form and API endpoint."""
+
+    def __init__(self, settings: Settings, broker: Broker, gateway: Gateway) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.gateway = gateway
+
+    # Charger status
+
+    async def status(self, identity: str) -> dict[str, Any]:
+        """`connected`, since when, subprotocol and derived state, wherever the charger is."""
+        session = self.gateway.sessions.get(identity)
+        if session is not None:
+            return session.presence()
+        text = await self.broker.get(presence_key(identity))
+        if text:
+            presence: dict[str, Any] = json.loads(text)
+            return presence
+        return {
+            "identity": identity,
+            "connected": False,
+            "connected_since": None,
+            "subprotocol": None,
+            "state": None,
+        }
+
+    # Responder settings
+
+    async def responder_settings(self, identity: str) -> ResponderSettings:
+        text = await self.broker.get(settings_key(identity))
+        return ResponderSettings.from_json(json.loads(text)) if text else ResponderSettings()
+
+    async def save_responder_settings(self, identity: str, settings: ResponderSettings) -> None:
+        """Store settings (TTL refreshed) and tell the gateway and every page at once."""
+        data = settings.to_json()
+        await self.broker.set(settings_key(identity), json.dumps(data), self.settings.settings_ttl)
+        await self.broker.publish(
+            commands_channel(identity), json.dumps({"op": "settings", "settings": data})
+        )
+        await self.broker.publish(
+            events_channel(identity), json.dumps({"kind": "settings", "settings": data})
+        )
+
+    async def set_rule(self, identity: str, action: str, rule: Rule | None) -> ResponderSettings:
+        """Set (or, with None, reset to default) the rule for one charger-initiated action."""
+        if action not in schemas.CHARGER_ACTIONS:
+            raise UnknownAction(f"{action!r} is not an action a charger sends in OCPP 1.6")
+        settings = (await self.responder_settings(identity)).with_rule(action, rule)
+        await self.save_responder_settings(identity, settings)
+        return settings
+
+    # Central-system calls and raw frames
+
+    async def call(
+        self,
+        identity: str,
+        action: str,
+        payload: Any,
+        *,
+        concurrent: bool = False,
+        unique_id: str | None = None,
+        wait: bool = True,
+    ) -> Outcome:
+        """Send a CALL to the charger and wait for its CALLRESULT, CALLERROR or timeout.
+
+        Raises `ChargerOffline` at once when no process holds the charger.
+        """
+        if action not in schemas.CENTRAL_ACTIONS:
+            raise UnknownAction(f"{action!r} is not an action a central system sends in OCPP 1.6")
+        unique_id = unique_id or str(uuid.uuid4())
+        command = {
+            "op": "call",
+            "unique_id": unique_id,
+            "action": action,
+            "payload": payload,
+            "concurrent": concurrent,
+        }
+        async with self.broker.subscribe(events_channel(identity)) as events:
+            receivers = await self.broker.publish(commands_channel(identity), json.dumps(command))
+            if receivers == 0:
+                raise ChargerOffline(f"no charger {identity!r} is connected")
+            if not wait:
+                return Outcome(unique_id, action, "sent")
+            return await self._await_outcome(events, unique_id, action)
+
+    async def _await_outcome(self, events: Any, unique_id: str, action: str) -> Outcome:
+        # A queued call may wait for earlier ones; once sent, the gateway's own timeout
+        # ends it, so this deadline is only a safety net.
+        deadline = time.monotonic() + 10 * self.settings.call_timeout + 5
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                item = await asyncio.wait_for(events.get(), remaining)
+            except TimeoutError:
+                break
+            if isinstance(item, Signal):
+                continue
+            event = json.loads(item)
+            if event.get("unique_id") != unique_id:
+                continue
+            if event.get("kind") == "sent":
+                deadline = time.monotonic() + self.settings.call_timeout + 5
+            elif event.get("kind") == "outcome":
+                return Outcome(
+                    unique_id,
+                    action,
+                    event["outcome"],
+                    event.get("payload"),
+                    event.get("error"),
+                    event.get("rtt_ms"),
+                    event.get("violations") or [],
+                )
+        raise CallTimeout(f"{action} {unique_id}: no outcome from the charger's gateway")
+
+    async def send_frame(self, identity: str, text: str) -> None:
+        """Send `text` to the charger exactly as given; raises `ChargerOffline`."""
+        command = json.dumps({"op": "raw", "text": text})
+        if await self.broker.publish(commands_channel(identity), command) == 0:
+            raise ChargerOffline(f"no charger {identity!r} is connected")
+
+    async def answer_held(self, identity: str, unique_id: str, reply: dict[str, Any]) -> bool:
+        """Answer a held (manual) call. True when this answer won, False when it was too late.
+
+        `reply` is `{"payload": {...}}`, `{"error": {"code", "description", "details"}}` or
+        `{"ignore": true}`.
+        """
+        token = uuid.uuid4().hex
+        command = {"op": "answer", "unique_id": unique_id, "reply": reply, "token": token}
+        async with self.broker.subscribe(events_channel(identity)) as events:
+            if await self.broker.publish(commands_channel(identity), json.dumps(command)) == 0:
+                raise ChargerOffline(f"no charger {identity!r} is connected")
+            try:
+                async with asyncio.timeout(ANSWER_WAIT):
+                    async for item in events:
+                        if isinstance(item, Signal):
+                            continue
+                        event = json.loads(item)
+                        if event.get("by") == token:
+                            return bool(event.get("kind") == "released")
+            except TimeoutError:
+                raise BrokerError("the charger's gateway did not confirm the answer") from None
+        return False

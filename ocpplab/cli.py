@@ -1,0 +1,137 @@
+"""`ocpplab` — run the central system (and, as subcommands, the tools around it)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ocpplab.config import SETTINGS, Settings
+from ocpplab.exceptions import BrokerError, ConfigError
+
+# Subcommands register themselves here: name -> (add_arguments, run).
+SUBCOMMANDS: dict[
+    str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ocpplab",
+        description="A self-hostable OCPP-J 1.6 central system for experimenting with chargers.",
+        epilog="Every flag can also be set as an environment variable OCPPLAB_<NAME>.",
+    )
+    for setting in SETTINGS:
+        parser.add_argument(
+            setting.flag,
+            dest=setting.name,
+            metavar=setting.name.upper(),
+            default=None,
+            help=f"{setting.help} [env {setting.env}, default {setting.default or 'empty'}]",
+        )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (add_arguments, _) in SUBCOMMANDS.items():
+        add_arguments(subparsers.add_parser(name))
+    return parser
+
+
+def _load_subcommands() -> None:
+    # Imported here so that `ocpplab` alone starts without loading client-side tools.
+    for module in ("ocpplab.simulator", "ocpplab.bench"):
+        try:
+            __import__(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_subcommands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command:
+        _, run_command = SUBCOMMANDS[args.command]
+        return run_command(args)
+    overrides = {setting.name: getattr(args, setting.name) for setting in SETTINGS}
+    try:
+        settings = Settings.from_env(os.environ, overrides)
+        check_broker(settings)
+    except (ConfigError, BrokerError) as exc:
+        print(f"ocpplab: {exc}", file=sys.stderr)
+        return 2
+    serve(settings)
+    return 0
+
+
+def check_broker(settings: Settings) -> None:
+    """Fail fast, before binding, when the configured Redis does not answer."""
+    if not settings.redis_url:
+        return
+    from ocpplab.broker import broker_from_url
+
+    async def probe() -> None:
+        broker = broker_from_url(settings.redis_url)
+        await broker.start()
+        await broker.stop()
+
+    asyncio.run(probe())
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How ocpplab runs under uvicorn; shared by the CLI and the tests' real servers."""
+    ping = settings.ping_interval or None
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.max_frame_size,
+        "ws_ping_interval": ping,
+        "ws_ping_timeout": settings.ping_timeout if ping else None,
+        "log_level": settings.log_level,
+        "access_log": False,  # URLs carry charger identities; frames are never logged
+        "proxy_headers": True,
+        "server_header": False,
+        "ssl_certfile": settings.ssl_certfile,
+        "ssl_keyfile": settings.ssl_keyfile,
+        "ssl_ca_certs": settings.ssl_ca_certs,
+        "ssl_cert_reqs": 2 if settings.ssl_ca_certs else 0,
+    }
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    options = uvicorn_options(settings)
+    scheme = "https" if settings.ssl_certfile else "http"
+    print(
+        f"ocpplab: dashboard {scheme}://{settings.host}:{settings.port}/ · chargers connect to "
+        f"{'wss' if settings.ssl_certfile else 'ws'}://{settings.host}:{settings.port}/ocpp/"
+        "{identity} · broker "
+        f"{'Redis' if settings.redis_url else 'in-memory'}",
+        file=sys.stderr,
+    )
+    if settings.workers > 1:
+        # Worker processes build their own app from the environment.
+        os.environ.update(
+            {setting.env: _as_text(getattr(settings, setting.name)) for setting in SETTINGS}
+        )
+        uvicorn.run("ocpplab.asgi:app", workers=settings.workers, **options)
+    else:
+        from ocpplab.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

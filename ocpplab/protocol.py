@@ -1,0 +1,226 @@
+"""The OCPP-J 1.6 core, sans-I/O: frames in and out, and bookkeeping of calls in flight.
+
+Nothing here touches a socket or sleeps. Time is passed in as `now` (seconds, monotonic),
+so every rule of the protocol can be tested with literal frames and literal clocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import deque
+from typing import Any, Literal
+
+from ocpplab import schemas
+
+# OCPP-J 1.6 section 4.1.3 "The message type": the first element of every frame.
+CALL = 2
+CALLRESULT = 3
+CALLERROR = 4
+
+MESSAGE_TYPE_NAMES = {CALL: "CALL", CALLRESULT: "CALLRESULT", CALLERROR: "CALLERROR"}
+
+# OCPP-J 1.6 section 4.1.4 "The message ID": a string of at most 36 characters.
+MAX_UNIQUE_ID_LENGTH = 36
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """[2, uniqueId, action, payload] — OCPP-J 1.6 section 4.2.1."""
+
+    unique_id: str
+    action: str
+    payload: Any
+
+    def to_json(self) -> str:
+        return _dumps([CALL, self.unique_id, self.action, self.payload])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallResult:
+    """[3, uniqueId, payload] — OCPP-J 1.6 section 4.2.2."""
+
+    unique_id: str
+    payload: Any
+
+    def to_json(self) -> str:
+        return _dumps([CALLRESULT, self.unique_id, self.payload])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallError:
+    """[4, uniqueId, errorCode, errorDescription, errorDetails] — OCPP-J 1.6 section 4.2.3."""
+
+    unique_id: str
+    code: str
+    description: str = ""
+    details: Any = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return _dumps([CALLERROR, self.unique_id, self.code, self.description, self.details])
+
+
+Frame = Call | CallResult | CallError
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InvalidFrame:
+    """A frame that breaks OCPP-J. `reply` is the CALLERROR owed, when one can be addressed."""
+
+    reason: str
+    unique_id: str | None = None
+    reply: CallError | None = None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def message_type_name(frame: Frame | InvalidFrame) -> str:
+    if isinstance(frame, Call):
+        return "CALL"
+    if isinstance(frame, CallResult):
+        return "CALLRESULT"
+    if isinstance(frame, CallError):
+        return "CALLERROR"
+    return "invalid"
+
+
+def parse(text: str | bytes) -> Frame | InvalidFrame:
+    """Read one websocket message as an OCPP-J frame, or say exactly why it is not one."""
+    try:
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return InvalidFrame(f"not JSON: {exc}")
+    if not isinstance(value, list):
+        return InvalidFrame(f"not a JSON array but {type(value).__name__}")
+    if not value or type(value[0]) is not int or value[0] not in MESSAGE_TYPE_NAMES:
+        first = value[0] if value else "nothing"
+        return InvalidFrame(f"unknown message type {first!r}: expected 2, 3 or 4")
+    if len(value) < 2 or not isinstance(value[1], str):
+        return InvalidFrame("the unique id (second element) is missing or not a string")
+    message_type, unique_id = value[0], value[1]
+    if message_type == CALL:
+        return _parse_call(value, unique_id)
+    if message_type == CALLRESULT:
+        if len(value) != 3 or not isinstance(value[2], dict):
+            return InvalidFrame("a CALLRESULT is [3, uniqueId, {payload}]", unique_id)
+        return CallResult(unique_id, value[2])
+    return _parse_call_error(value, unique_id)
+
+
+def _parse_call(value: list[Any], unique_id: str) -> Call | InvalidFrame:
+    def refuse(code: str, reason: str) -> InvalidFrame:
+        return InvalidFrame(reason, unique_id, CallError(unique_id, code, reason))
+
+    if len(unique_id) > MAX_UNIQUE_ID_LENGTH or not unique_id:
+        return refuse(
+            "ProtocolError", f"the unique id must be 1 to {MAX_UNIQUE_ID_LENGTH} characters"
+        )
+    if len(value) < 4:
+        return refuse("ProtocolError", "a CALL is [2, uniqueId, action, {payload}]: incomplete")
+    if len(value) > 4 or not isinstance(value[2], str) or not isinstance(value[3], dict):
+        return refuse("FormationViolation", "a CALL is [2, uniqueId, action, {payload}]: malformed")
+    return Call(unique_id, value[2], value[3])
+
+
+def _parse_call_error(value: list[Any], unique_id: str) -> CallError | InvalidFrame:
+    if len(value) not in (4, 5) or not isinstance(value[2], str) or not isinstance(value[3], str):
+        return InvalidFrame(
+            "a CALLERROR is [4, uniqueId, errorCode, errorDescription, {errorDetails}]", unique_id
+        )
+    details = value[4] if len(value) == 5 else {}
+    return CallError(unique_id, value[2], value[3], details)
+
+
+def check_call(call: Call) -> CallError | None:
+    """The CALLERROR owed for a CALL whose action a central system cannot take, if any."""
+    if call.action in schemas.CHARGER_ACTIONS:
+        return None
+    if call.action in schemas.ALL_ACTIONS:
+        return CallError(
+            call.unique_id,
+            "NotSupported",
+            f"{call.action} is sent by a central system, not by a charge point",
+        )
+    return CallError(call.unique_id, "NotImplemented", f"{call.action!r} is not an OCPP 1.6 action")
+
+
+# Calls the central system sends: queued, in flight, answered or timed out.
+
+
+@dataclasses.dataclass(slots=True)
+class Outgoing:
+    """A central-system call and its fate."""
+
+    call: Call
+    concurrent: bool = False
+    sent_at: float | None = None
+    deadline: float | None = None
+
+
+Outcome = Literal["answered", "timeout"]
+
+
+class Outbox:
+    """Central-system calls in order, one in flight at a time unless asked otherwise.
+
+    OCPP-J 1.6 section 4.1.1 "Synchronicity": a central system should not send a CALL
+    before the previous one is answered or has timed out. A call submitted with
+    `concurrent=True` skips the queue on purpose, to see how a charger copes.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.queued: deque[Outgoing] = deque()
+        self.in_flight: dict[str, Outgoing] = {}
+
+    def submit(self, call: Call, *, concurrent: bool = False) -> None:
+        self.queued.append(Outgoing(call, concurrent))
+
+    def due(self, now: float) -> list[Outgoing]:
+        """Calls to send now; they count as in flight from `now`."""
+        ready: list[Outgoing] = []
+        serial_busy = any(not item.concurrent for item in self.in_flight.values())
+        for item in list(self.queued):
+            if item.concurrent or not serial_busy:
+                self.queued.remove(item)
+                item.sent_at, item.deadline = now, now + self.timeout
+                self.in_flight[item.call.unique_id] = item
+                ready.append(item)
+                serial_busy = serial_busy or not item.concurrent
+        return ready
+
+    def answer(self, frame: CallResult | CallError) -> Outgoing | None:
+        """The call this CALLRESULT or CALLERROR answers; None when its id is unknown."""
+        return self.in_flight.pop(frame.unique_id, None)
+
+    def expire(self, now: float) -> list[Outgoing]:
+        """Calls in flight whose deadline has passed; they are forgotten."""
+        late = [
+            item
+            for item in self.in_flight.values()
+            if item.deadline is not None and item.deadline <= now
+        ]
+        for item in late:
+            del self.in_flight[item.call.unique_id]
+        return late
+
+    def cancel(self, unique_id: str) -> Outgoing | None:
+        """Remove a queued call before it is sent."""
+        for item in self.queued:
+            if item.call.unique_id == unique_id:
+                self.queued.remove(item)
+                return item
+        return None
+
+    def next_deadline(self) -> float | None:
+        deadlines = [item.deadline for item in self.in_flight.values() if item.deadline]
+        return min(deadlines, default=None)
+
+    def clear(self) -> list[Outgoing]:
+        """Forget everything (the charger went away); returns what was pending."""
+        pending = list(self.in_flight.values()) + list(self.queued)
+        self.in_flight.clear()
+        self.queued.clear()
+        return pending

@@ -1,0 +1,29 @@
+"""What the app's views share: built once by `create_app`, reached via `app.state.services`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from starlette.templating import Jinja2Templates
+
+from ocpplab.broker import Broker
+from ocpplab.central import CentralSystem
+from ocpplab.clock import Clock
+from ocpplab.config import Settings
+from ocpplab.gateway import Gateway
+
+# kind of event -> function(page_socket, event) -> HTML fragments for a panel of the page
+ExtraRenderer = Callable[[Any, dict[str, Any]], str]
+
+
+@dataclasses.dataclass
+class Services:
+    settings: Settings
+    broker: Broker
+    clock: Clock
+    gateway: Gateway
+    central: CentralSystem
+    templates: Jinja2Templates
+    extra_renderers: dict[str, ExtraRenderer] = dataclasses.field(default_factory=dict)
