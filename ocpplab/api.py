@@ -24,6 +24,7 @@ from ocpplab.exceptions import (
 from ocpplab.identity import identity_problem
 from ocpplab.pages import services_of
 from ocpplab.responder import DEFAULT_RULE, Rule
+from ocpplab.schemaform import fill_for_validation
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -85,7 +86,8 @@ async def response_rule(request: Request) -> Response:
             and rule.mode in {"custom", "manual"}
             and _wants_validation(request)
         ):
-            violations = schemas.validate(action, rule.payload, response=True)
+            payload = fill_for_validation(rule.payload)
+            violations = schemas.validate(action, payload, response=True)
             if violations:
                 return error(
                     422,

@@ -10,23 +10,27 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.convertors import register_url_convertor
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ocpplab import api, pages
+from ocpplab import api, configure, operations, pages, simulation
 from ocpplab.broker import Broker, broker_from_url
 from ocpplab.central import CentralSystem
 from ocpplab.clock import Clock, SystemClock
 from ocpplab.config import Settings
 from ocpplab.gateway import Gateway
+from ocpplab.identity import IdentityConvertor
 from ocpplab.live import serve_page_socket
 from ocpplab.services import Services
 from ocpplab.templating import STATIC_DIR, make_templates
 
 logger = logging.getLogger("ocpplab")
+
+register_url_convertor("identity", IdentityConvertor())
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -123,6 +127,8 @@ def create_app(
         templates=make_templates(),
     )
 
+    simulations = simulation.Simulations(settings, gateway, clock)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await broker.start()
@@ -130,6 +136,7 @@ def create_app(
         try:
             yield
         finally:
+            await simulations.stop_all()
             await gateway.stop()
             await broker.stop()
 
@@ -140,36 +147,48 @@ def create_app(
         WebSocketRoute("/ocpp/{identity:path}", gateway.serve, name="charger_socket"),
         WebSocketRoute("/ocpp", gateway.serve, name="charger_socket_without_identity"),
         WebSocketRoute("/", gateway.serve, name="charger_socket_at_root"),
-        Route("/chargers/{identity}", pages.charger_page, name="charger_page"),
-        WebSocketRoute("/chargers/{identity}/live", serve_page_socket, name="live"),
+        Route("/ocpp/{identity:path}", gateway.not_upgraded, name="charger_over_http"),
+        Route("/ocpp", gateway.not_upgraded, name="charger_over_http_without_identity"),
+        Route("/chargers/{identity:identity}", pages.charger_page, name="charger_page"),
+        WebSocketRoute("/chargers/{identity:identity}/live", serve_page_socket, name="live"),
         Route(
-            "/chargers/{identity}/held/{unique_id}",
+            "/chargers/{identity:identity}/held/{unique_id}",
             pages.answer_held,
             methods=["POST"],
             name="answer_held",
         ),
-        Route("/api/chargers/{identity}", api.charger, name="api_charger"),
+        Route("/api/chargers/{identity:identity}", api.charger, name="api_charger"),
         Route(
-            "/api/chargers/{identity}/responses/{action}",
+            "/api/chargers/{identity:identity}/responses/{action}",
             api.response_rule,
             methods=["GET", "PUT", "DELETE"],
             name="api_response",
         ),
         Route(
-            "/api/chargers/{identity}/calls/{action}",
+            "/api/chargers/{identity:identity}/calls/{action}",
             api.call,
             methods=["POST"],
             name="api_call",
         ),
-        Route("/api/chargers/{identity}/frames", api.frames, methods=["POST"], name="api_frames"),
         Route(
-            "/api/chargers/{identity}/held/{unique_id}",
+            "/api/chargers/{identity:identity}/frames",
+            api.frames,
+            methods=["POST"],
+            name="api_frames",
+        ),
+        Route(
+            "/api/chargers/{identity:identity}/held/{unique_id}",
             api.held,
             methods=["POST"],
             name="api_held",
         ),
+        *configure.routes,
+        *operations.routes,
+        *simulation.routes,
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
+    configure.install(services)
+    operations.install(services)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -179,4 +198,5 @@ def create_app(
         ],
     )
     app.state.services = services
+    simulation.install(app, simulations)
     return app

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from urllib.parse import quote
 
 SUBSCRIBER_QUEUE_SIZE = 2000
@@ -123,6 +123,10 @@ class Broker(abc.ABC):
         With Redis the count is of processes subscribed, not of subscribers, so it tells
         "nobody" from "somebody", which is what "charger offline" needs.
         """
+
+    async def publish_many(self, items: Sequence[tuple[str, str]]) -> list[int]:
+        """Publish `(channel, message)` pairs in order; Redis sends them in one pipeline."""
+        return [await self.publish(channel, message) for channel, message in items]
 
     @abc.abstractmethod
     def subscribe(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +75,15 @@ def _public_url(text: str) -> str | None:
 
 def _optional_text(text: str) -> str | None:
     return text or None
+
+
+def _existing_file(text: str) -> str | None:
+    # Checked here so that a typo stops start-up with the setting's name, not a traceback.
+    if not text:
+        return None
+    if not os.path.isfile(text):
+        raise ValueError("no such file")
+    return text
 
 
 def _log_level(text: str) -> str:
@@ -177,12 +187,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("max_simulated", "5", int, "Simulated chargers the dashboard may run at once."),
     Setting("log_level", "info", _log_level, "Server log level. Frames are never logged."),
-    Setting("ssl_certfile", "", _optional_text, "TLS certificate file: serve wss:// directly."),
-    Setting("ssl_keyfile", "", _optional_text, "TLS private key file."),
+    Setting("ssl_certfile", "", _existing_file, "TLS certificate file: serve wss:// directly."),
+    Setting("ssl_keyfile", "", _existing_file, "TLS private key file."),
     Setting(
         "ssl_ca_certs",
         "",
-        _optional_text,
+        _existing_file,
         "CA bundle: require charger client certificates (security profile 3).",
     ),
 )

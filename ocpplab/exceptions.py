@@ -42,3 +42,7 @@ class InvalidRule(OcpplabError):
 
 class UnknownAction(OcpplabError):
     """The action is not an OCPP 1.6 action that this direction allows."""
+
+
+class SimulationRefused(OcpplabError):
+    """A simulated charger cannot be started now; the message says why, for a person."""

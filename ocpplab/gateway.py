@@ -22,7 +22,8 @@ import uuid
 from collections import deque
 from typing import Any
 
-from starlette.responses import PlainTextResponse
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ocpplab import schemas
@@ -65,11 +66,17 @@ logger = logging.getLogger("ocpplab.gateway")
 
 SUBPROTOCOL = "ocpp1.6"
 WATCH_TTL = 60.0  # a page re-announces itself every WATCH_TTL / 3 seconds
+# A page already open hears of a new connection, then asks to watch it; the first frames
+# (a BootNotification at once) must not slip through meanwhile, so they are published anyway.
+CONNECT_GRACE = 10.0
 PRESENCE_TTL = 90.0
 PRESENCE_REFRESH = 30.0
-STATE_FLUSH = 1.0
+STATE_FLUSH = 0.2
 PUBLISH_QUEUE_SIZE = 50_000
+PUBLISH_BATCH = 500
 CLOSE_REPLACED = "replaced by a new connection with the same identity"
+# Shared: json.dumps with non-default options builds a new encoder on every call.
+_EVENT_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class Gateway:
@@ -83,6 +90,8 @@ class Gateway:
         self.transaction_ids: dict[str, int] = {}
         self._outbound: asyncio.Queue[tuple[str, str]] = asyncio.Queue(PUBLISH_QUEUE_SIZE)
         self._publisher: asyncio.Task[None] | None = None
+        self._stamp_at: datetime.datetime | None = None
+        self._stamp = ""
 
     async def start(self) -> None:
         self._publisher = asyncio.create_task(self._publish_forever(), name="ocpplab-publisher")
@@ -98,19 +107,30 @@ class Gateway:
     def publish_soon(self, channel: str, message: dict[str, Any]) -> None:
         """Queue an event for the broker; never waits, so a charger is never slowed."""
         try:
-            self._outbound.put_nowait((channel, json.dumps(message, ensure_ascii=False)))
+            self._outbound.put_nowait((channel, _EVENT_ENCODER.encode(message)))
         except asyncio.QueueFull:
             logger.warning("event queue full: an event for %s was dropped", channel)
 
     async def _publish_forever(self) -> None:
+        # Whatever queued up meanwhile goes out as one batch (one Redis round trip).
         while True:
-            channel, message = await self._outbound.get()
+            batch = [await self._outbound.get()]
+            while len(batch) < PUBLISH_BATCH and not self._outbound.empty():
+                batch.append(self._outbound.get_nowait())
             try:
-                await self.broker.publish(channel, message)
+                await self.broker.publish_many(batch)
             except BrokerError:
                 pass  # the broker reports the outage to pages itself; answering goes on
             except Exception:
-                logger.exception("publishing an event failed")
+                logger.exception("publishing events failed")
+
+    def timestamp(self) -> str:
+        """`format_time(clock.now())`, formatted once per millisecond: every event has one."""
+        now = self.clock.now()
+        millisecond = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if millisecond != self._stamp_at:
+            self._stamp_at, self._stamp = millisecond, format_time(now)
+        return self._stamp
 
     def next_transaction_id(self, identity: str) -> int:
         return self.transaction_ids.get(identity, 1)
@@ -156,6 +176,24 @@ class Gateway:
         await websocket.accept(subprotocol=subprotocol)
         session = ChargerSession(self, websocket, identity, subprotocol, warnings)
         await session.run()
+
+    async def not_upgraded(self, request: Request) -> Response:
+        """`GET /ocpp/{identity}` without a websocket upgrade: say what is missing.
+
+        A proxy that strips hop-by-hop headers turns a charger's handshake into a plain
+        GET (QUIRKS.md); so does a person opening the charger URL in a browser.
+        """
+        identity = request.path_params.get("identity", "")
+        problem = identity_problem(identity, self.settings.max_identity_length)
+        if problem:
+            return PlainTextResponse(problem + "\n", status_code=400)
+        return PlainTextResponse(
+            "this is the OCPP-J endpoint for chargers and needs a websocket upgrade, but the "
+            "request had no 'Upgrade: websocket' and 'Connection: Upgrade' headers; a proxy "
+            "in front must forward both\n",
+            status_code=426,
+            headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+        )
 
     def _authorized(self, websocket: WebSocket, identity: str) -> bool:
         # OCPP 1.6 security whitepaper, section 2.4 (profile 1): the password is the
@@ -204,9 +242,9 @@ class ChargerSession:
         self.responder = ResponderSettings()
         self.state = ChargerState()
         self.outbox = Outbox(gateway.settings.call_timeout)
-        self.held: dict[str, tuple[Hold, asyncio.TimerHandle]] = {}
+        self.held: dict[str, tuple[Hold, asyncio.TimerHandle, dict[str, Any]]] = {}
         self.replay: deque[dict[str, Any]] = deque(maxlen=gateway.settings.replay_size)
-        self.watched_until = 0.0
+        self.watched_until = gateway.clock.monotonic() + CONNECT_GRACE
         self.replaced = False
         self._events = events_channel(identity)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -267,7 +305,7 @@ class ChargerSession:
         self._closed = True
         for timer in self._timers:
             timer.cancel()
-        for hold, timer in self.held.values():
+        for hold, timer, _ in self.held.values():
             timer.cancel()
             self.emit({"kind": "released", "unique_id": hold.call.unique_id, "how": "gone"})
         self.held.clear()
@@ -283,7 +321,8 @@ class ChargerSession:
         )
         if self.gateway.sessions.get(self.identity) is self:
             del self.gateway.sessions[self.identity]
-            await self._broker_call(self.gateway.broker.delete(presence_key(self.identity)))
+            if not self.replaced:  # else the new connection, maybe on another host, owns it
+                await self._broker_call(self.gateway.broker.delete(presence_key(self.identity)))
 
     async def close(self, code: int, reason: str) -> None:
         if not self._closed:
@@ -374,21 +413,19 @@ class ChargerSession:
         call = hold.call
         loop = asyncio.get_running_loop()
         timer = loop.call_later(hold.timeout, self._hold_expired, call.unique_id)
-        self.held[call.unique_id] = (hold, timer)
         deadline = self.gateway.clock.now() + datetime.timedelta(seconds=hold.timeout)
-        self.emit(
-            {
-                "kind": "held",
-                "unique_id": call.unique_id,
-                "action": call.action,
-                "request": call.payload,
-                "proposal": hold.proposal,
-                "timeout": hold.timeout,
-                "deadline": format_time(deadline),
-                "fallback": hold.fallback,
-            },
-            always=True,
-        )
+        event = {
+            "kind": "held",
+            "unique_id": call.unique_id,
+            "action": call.action,
+            "request": call.payload,
+            "proposal": hold.proposal,
+            "timeout": hold.timeout,
+            "deadline": format_time(deadline),
+            "fallback": hold.fallback,
+        }
+        self.held[call.unique_id] = (hold, timer, event)
+        self.emit(event, always=True)
 
     def _hold_expired(self, unique_id: str) -> None:
         entry = self.held.pop(unique_id, None)
@@ -409,7 +446,7 @@ class ChargerSession:
         if entry is None:
             self.emit({"kind": "answer_refused", "unique_id": unique_id, "by": token}, always=True)
             return False
-        hold, timer = entry
+        hold, timer, _ = entry
         timer.cancel()
         call = hold.call
         if reply.get("ignore"):
@@ -515,6 +552,8 @@ class ChargerSession:
 
     def _on_command(self, item: str | Signal) -> None:
         if isinstance(item, Signal):
+            if item is Signal.RESUMED:
+                self._spawn(self._reload_responder_settings())
             return
         try:
             command = json.loads(item)
@@ -556,7 +595,7 @@ class ChargerSession:
                 "events": list(self.replay),
                 "connected": self._connected_event(),
                 "state": self.state.to_json(),
-                "held": [self._held_event(hold) for hold, _ in self.held.values()],
+                "held": [event for _, _, event in self.held.values()],
             },
         )
 
@@ -569,17 +608,6 @@ class ChargerSession:
             "remote": f"{remote.host}:{remote.port}" if remote else "unknown",
             "subprotocol": self.subprotocol,
             "warnings": self.warnings,
-        }
-
-    def _held_event(self, hold: Hold) -> dict[str, Any]:
-        return {
-            "kind": "held",
-            "unique_id": hold.call.unique_id,
-            "action": hold.call.action,
-            "request": hold.call.payload,
-            "proposal": hold.proposal,
-            "timeout": hold.timeout,
-            "fallback": hold.fallback,
         }
 
     # Sending and publishing
@@ -606,7 +634,8 @@ class ChargerSession:
 
     def emit(self, event: dict[str, Any], *, always: bool = False) -> None:
         """Record an event for replay and publish it if any page watches (or `always`)."""
-        event.setdefault("at", format_time(self.gateway.clock.now()))
+        if "at" not in event:
+            event["at"] = self.gateway.timestamp()
         self._seq += 1
         event["seq"], event["session"] = self._seq, self.id
         if event["kind"] in {"frame", "notice", "held", "released", "outcome", "queued", "sent"}:
@@ -647,17 +676,20 @@ class ChargerSession:
     # State and presence
 
     def _apply_state(self, call: Call, answer: Any) -> None:
-        self.state.apply(call.action, call.payload, answer, format_time(self.gateway.clock.now()))
+        self.state.apply(call.action, call.payload, answer, self.gateway.timestamp())
         if not self._state_dirty:
             self._state_dirty = True
             self._later(STATE_FLUSH, self._flush_state)
 
     async def _flush_state(self) -> None:
         self._state_dirty = False
-        self.emit({"kind": "state", "state": self.state.to_json()})
-        await self._write_presence()
+        state = self.state.to_json()
+        if self.gateway.clock.monotonic() < self.watched_until:
+            # Only watching pages get state events (they are not replayed): skip the work.
+            self.emit({"kind": "state", "state": state})
+        await self._write_presence(state)
 
-    def presence(self) -> dict[str, Any]:
+    def presence(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
             "identity": self.identity,
             "connected": True,
@@ -665,18 +697,18 @@ class ChargerSession:
             "subprotocol": self.subprotocol,
             "session": self.id,
             "warnings": self.warnings,
-            "state": self.state.to_json(),
+            "state": self.state.to_json() if state is None else state,
             "queued_calls": len(self.outbox.queued),
             "calls_in_flight": len(self.outbox.in_flight),
             "held_calls": len(self.held),
         }
 
-    async def _write_presence(self) -> None:
+    async def _write_presence(self, state: dict[str, Any] | None = None) -> None:
         if self.gateway.sessions.get(self.identity) is not self:
             return
         await self._broker_call(
             self.gateway.broker.set(
-                presence_key(self.identity), json.dumps(self.presence()), PRESENCE_TTL
+                presence_key(self.identity), json.dumps(self.presence(state)), PRESENCE_TTL
             )
         )
 
@@ -696,6 +728,18 @@ class ChargerSession:
         except Exception:
             self.notice("stored responder settings were unreadable; using defaults")
             return ResponderSettings()
+
+    async def _reload_responder_settings(self) -> None:
+        """After a broker outage: another host may have saved settings we did not hear of.
+
+        A missing key (a Redis restarted without persistence) keeps the cached settings.
+        """
+        try:
+            text = await self.gateway.broker.get(settings_key(self.identity))
+            if text:
+                self.responder = ResponderSettings.from_json(json.loads(text))
+        except Exception:
+            logger.warning("responder settings could not be reloaded after a broker outage")
 
     # Small helpers for tasks and timers
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from ocpplab.gateway import WATCH_TTL, refuse
 from ocpplab.identity import identity_problem
 from ocpplab.services import Services
 from ocpplab.templating import dom_id, render_block
+
+logger = logging.getLogger("ocpplab.live")
 
 BATCH_MAX = 200
 BATCH_PAUSE = 0.05  # at most 20 updates a second reach a flooded page
@@ -60,6 +63,7 @@ class PageSocket:
         self.page_id = uuid.uuid4().hex
         self.session: str | None = None
         self.seen: set[int] = set()
+        self.log_started = False
 
     async def run(self) -> None:
         broker = self.services.broker
@@ -99,7 +103,7 @@ class PageSocket:
             batch = [await events.get()]
             while len(batch) < BATCH_MAX and (item := events.get_nowait()) is not None:
                 batch.append(item)
-            html = "".join([await self._render(item) for item in batch])
+            html = "".join([await self._render_safely(item) for item in batch])
             if html and not await self._send(html):
                 return
             if len(batch) > 1:
@@ -111,6 +115,14 @@ class PageSocket:
         except (WebSocketDisconnect, RuntimeError, OSError):
             return False
         return True
+
+    async def _render_safely(self, item: str | Signal) -> str:
+        """One bad event must not end the page's live updates."""
+        try:
+            return await self._render(item)
+        except Exception:
+            logger.exception("rendering a live update failed")
+            return ""
 
     async def _render(self, item: str | Signal) -> str:
         if item is Signal.INTERRUPTED:
@@ -137,7 +149,9 @@ class PageSocket:
     async def render_event(self, event: dict[str, Any]) -> str:
         kind = event.get("kind")
         if kind == "replay":
-            return self._render_replay(event) if event.get("page") == self.page_id else ""
+            if event.get("page") != self.page_id:
+                return ""
+            return self._render_replay(event) + self._render_extra(event)
         if kind in {"connected", "disconnected"}:
             if kind == "connected" and event.get("session") != self.session:
                 self.session, self.seen = event.get("session"), set()
@@ -151,13 +165,21 @@ class PageSocket:
         if isinstance(seq, int):
             if seq in self.seen:
                 return ""
-            self.seen.add(seq)
+            self._remember(seq)
         html = self._log(event) if kind != "sent" else ""
         if kind == "held":
             html += self._held(event)
         elif kind == "released":
             html += f'<div id="held-{dom_id(event["unique_id"])}" hx-swap-oob="delete"></div>'
         return html + self._render_extra(event)
+
+    def _remember(self, seq: int) -> None:
+        """Note a rendered event so a replay does not show it twice; bounded by the replay."""
+        self.seen.add(seq)
+        window = max(self.services.settings.replay_size, 1)
+        if len(self.seen) > 2 * window:
+            newest = max(self.seen)
+            self.seen = {item for item in self.seen if item > newest - window}
 
     def _render_replay(self, replay: dict[str, Any]) -> str:
         connected = replay["connected"]
@@ -167,7 +189,7 @@ class PageSocket:
         for event in replay["events"]:
             seq = event.get("seq")
             if event.get("session") == self.session and seq not in self.seen:
-                self.seen.add(seq)
+                self._remember(seq)
                 fresh.append(event)
         parts.append(self._log_many(fresh))
         parts.extend(self._held(event) for event in replay.get("held", []))
@@ -197,10 +219,12 @@ class PageSocket:
         if not events:
             return ""
         entries = "".join(self._block("log_entry", event=event) for event in reversed(events))
-        return (
-            f'<ol id="log" hx-swap-oob="afterbegin">{entries}</ol>'
-            '<li id="log-empty" hx-swap-oob="delete"></li>'
-        )
+        html = f'<ol id="log" hx-swap-oob="afterbegin">{entries}</ol>'
+        if not self.log_started:
+            # Once per page: htmx reports an error for an out-of-band target that is gone.
+            self.log_started = True
+            html += '<li id="log-empty" hx-swap-oob="delete"></li>'
+        return html
 
     def _held(self, event: dict[str, Any]) -> str:
         card = self._block("held_card", event=event)

@@ -9,6 +9,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
+from ocpplab import configure, operations
 from ocpplab.exceptions import BrokerError, ChargerOffline
 from ocpplab.identity import from_user_input, identity_problem
 from ocpplab.live import status_from_event
@@ -91,7 +92,11 @@ async def charger_page(request: Request) -> Response:
     presence = await _status_or_none(services, identity)
     status = status_from_event(presence if presence and presence.get("connected") else None)
     responder = await _responder_or_default(services, identity)
+    panels: dict[str, Any] = {}
+    for panel in (configure, operations):
+        panels.update(await panel.page_context(services, identity))
     context = {
+        **panels,
         "identity": identity,
         "status": status,
         "state": presence.get("state") if presence else None,
@@ -130,6 +135,9 @@ async def answer_held(request: Request) -> Response:
     reply: dict[str, Any]
     if form.get("reply") == "ignore":
         reply = {"ignore": True}
+    elif form.get("reply") == "error":
+        code = str(form.get("error_code") or "GenericError")
+        reply = {"error": {"code": code, "description": "answered by hand", "details": {}}}
     else:
         try:
             payload = json.loads(str(form.get("payload", "")))

@@ -140,8 +140,20 @@ class ChargerState:
         self.diagnostics_status = str(request.get("status"))
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        # What dataclasses.asdict gives, built by hand: it runs after every charger call,
+        # and asdict's generic deep copy was a third of the server's time under load.
+        data = {name: getattr(self, name) for name in _STATE_FIELDS}
+        data["boot"] = dict(self.boot) if self.boot is not None else None
+        data["meter"] = dict(self.meter)
+        data["transactions"] = [_fields_of(item) for item in self.transactions]
         data["connectors"] = {
-            str(key): dataclasses.asdict(value) for key, value in sorted(self.connectors.items())
+            str(key): _fields_of(value) for key, value in sorted(self.connectors.items())
         }
         return data
+
+
+def _fields_of(item: Any) -> dict[str, Any]:
+    return {field.name: getattr(item, field.name) for field in dataclasses.fields(item)}
+
+
+_STATE_FIELDS = tuple(field.name for field in dataclasses.fields(ChargerState))

@@ -31,6 +31,28 @@ def pretty_json(raw: Any) -> Any:
     return json.dumps(raw, indent=2, ensure_ascii=False)
 
 
+def frame_body(raw: str) -> Any:
+    """What a person reads first in a frame: its payload, pretty; the rest is in the header.
+
+    A CALLERROR shows its code, description and details; text that is not an OCPP-J frame is
+    shown as it came.
+    """
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(value, list) or len(value) < 3:
+        return pretty_json(value)
+    if value[0] == 2 and len(value) == 4:
+        return pretty_json(value[3])
+    if value[0] == 3 and len(value) == 3:
+        return pretty_json(value[2])
+    if value[0] == 4 and len(value) >= 4:
+        keys = ("errorCode", "errorDescription", "errorDetails")
+        return pretty_json(dict(zip(keys, value[2:], strict=False)))
+    return pretty_json(value)
+
+
 def compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -66,6 +88,7 @@ def make_templates() -> Jinja2Templates:
     environment.globals["url_for"] = url_for
     environment.filters["pretty_json"] = pretty_json
     environment.filters["compact_json"] = compact_json
+    environment.filters["frame_body"] = frame_body
     environment.filters["clock_time"] = clock_time
     environment.filters["dom_id"] = dom_id
     environment.globals["CHARGER_ACTIONS"] = schemas.CHARGER_ACTIONS

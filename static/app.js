@@ -45,7 +45,14 @@
     var button = event.target.closest("[data-action]");
     if (!button) return;
     var action = button.getAttribute("data-action");
-    if (action === "clear-log") {
+    if (action === "close-editor") {
+      var slot = button.closest(".editor-slot");
+      if (slot) {
+        var opener = document.querySelector('[aria-controls="' + slot.id + '"]');
+        slot.innerHTML = "";
+        if (opener) opener.focus();
+      }
+    } else if (action === "clear-log") {
       var log = document.getElementById("log");
       if (log) log.innerHTML = "";
     } else if (action === "pause-log") {
@@ -70,4 +77,16 @@
     });
   }
   setInterval(updateCountdowns, 1000);
+
+  // A fragment that opens a form marks where the keyboard focus goes (data-focus). Not the
+  // autofocus attribute: Chromium also applies that natively, a frame later, and so could
+  // pull the focus back after the person has already moved on.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var elt = event.detail && event.detail.elt;
+    var target = elt && elt.querySelector ? elt.querySelector("[data-focus]") : null;
+    if (!target && elt && elt.hasAttribute && elt.hasAttribute("data-focus")) target = elt;
+    if (!target) return;
+    target.removeAttribute("data-focus");
+    target.focus();
+  });
 })();

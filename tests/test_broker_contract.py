@@ -1,0 +1,339 @@
+"""The broker contract, once, for both brokers: in-memory and Redis (a real one).
+
+Whatever the gateway, the pages and the API rely on is asserted here against both
+implementations, so that switching `OCPPLAB_REDIS_URL` on changes nothing but reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from ocpplab.broker import (
+    SUBSCRIBER_QUEUE_SIZE,
+    Broker,
+    MemoryBroker,
+    Signal,
+    Subscription,
+    broker_from_url,
+    commands_channel,
+    events_channel,
+    presence_key,
+    settings_key,
+)
+from ocpplab.exceptions import BrokerError
+from ocpplab.redis_broker import RedisBroker, redact
+from tests.support import REDIS_URL, missing
+
+WAIT = 2.0
+TRICKY_IDENTITIES = ("a:b", "a*", "a%3Ab", "a?b", "a[b]", "a b", "RDAM|123", "Zoë")
+
+
+async def redis_or_missing() -> None:
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        await client.ping()
+    except (RedisConnectionError, OSError):
+        missing(f"Redis at {REDIS_URL} (apt-get install -y redis-server)")
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
+    if request.param == "memory":
+        instance: Broker = MemoryBroker()
+    else:
+        await redis_or_missing()
+        instance = RedisBroker(REDIS_URL)
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.stop()
+
+
+@pytest.fixture
+def channel() -> str:
+    """A channel no other test (nor another engineer's run on the same Redis) uses."""
+    return f"ocpplab:test:{uuid.uuid4().hex}"
+
+
+async def next_item(subscription: Subscription) -> str | Signal:
+    async with asyncio.timeout(WAIT):
+        return await subscription.get()
+
+
+async def eventually_nobody(broker: Broker, channel: str) -> int:
+    """Redis handles UNSUBSCRIBE and PUBLISH on different connections: allow it a moment."""
+    for _ in range(100):
+        if (count := await broker.publish(channel, "late")) == 0:
+            return count
+        await asyncio.sleep(0.02)
+    return count
+
+
+# Publish and subscribe
+
+
+async def test_publish_without_subscribers_reaches_nobody(broker: Broker, channel: str) -> None:
+    assert await broker.publish(channel, "nobody listens") == 0
+
+
+async def test_messages_arrive_in_order(broker: Broker, channel: str) -> None:
+    async with broker.subscribe(channel) as subscription:
+        for number in range(20):
+            assert await broker.publish(channel, f"message {number}") >= 1
+        assert [await next_item(subscription) for _ in range(20)] == [
+            f"message {number}" for number in range(20)
+        ]
+
+
+async def test_every_subscriber_gets_its_own_copy(broker: Broker, channel: str) -> None:
+    async with broker.subscribe(channel) as first, broker.subscribe(channel) as second:
+        assert await broker.publish(channel, "both") >= 1
+        assert await next_item(first) == "both"
+        assert await next_item(second) == "both"
+        assert first.get_nowait() is None
+        assert second.get_nowait() is None
+
+
+async def test_nothing_arrives_after_the_context_closes(broker: Broker, channel: str) -> None:
+    async with broker.subscribe(channel) as staying:
+        async with broker.subscribe(channel) as leaving:
+            pass
+        assert await broker.publish(channel, "after") >= 1
+        assert await next_item(staying) == "after"
+        assert leaving.get_nowait() is None
+    assert await eventually_nobody(broker, channel) == 0
+
+
+async def test_channels_are_separate(broker: Broker, channel: str) -> None:
+    async with broker.subscribe(channel + ":x") as x, broker.subscribe(channel + ":y") as y:
+        await broker.publish(channel + ":x", "for x")
+        await broker.publish(channel + ":y", "for y")
+        assert await next_item(x) == "for x"
+        assert await next_item(y) == "for y"
+        assert x.get_nowait() is None
+
+
+async def test_callback_subscribers_get_messages_without_a_queue(
+    broker: Broker, channel: str
+) -> None:
+    received: list[str | Signal] = []
+    arrived = asyncio.Event()
+
+    def on_message(item: str | Signal) -> None:
+        received.append(item)
+        arrived.set()
+
+    async with broker.subscribe(channel, on_message) as subscription:
+        await broker.publish(channel, "to the callback")
+        async with asyncio.timeout(WAIT):
+            await arrived.wait()
+        assert received == ["to the callback"]
+        assert subscription.get_nowait() is None
+
+
+async def test_publish_many_keeps_order_and_counts(broker: Broker, channel: str) -> None:
+    async with broker.subscribe(channel) as subscription:
+        counts = await broker.publish_many(
+            [(channel, "one"), (channel + ":nobody", "lost"), (channel, "two")]
+        )
+        assert counts[1] == 0
+        assert counts[0] >= 1
+        assert counts[2] >= 1
+        assert [await next_item(subscription), await next_item(subscription)] == ["one", "two"]
+
+
+async def test_text_survives_unchanged(broker: Broker, channel: str) -> None:
+    text = '[2,"ü-1","DataTransfer",{"vendorId":"Zoë ⚡","data":"\\u0000 \\"quoted\\""}]'
+    async with broker.subscribe(channel) as subscription:
+        await broker.publish(channel, text)
+        assert await next_item(subscription) == text
+
+
+async def test_a_slow_subscriber_is_told_it_lost_messages(broker: Broker, channel: str) -> None:
+    async with broker.subscribe(channel) as slow:
+        extra = 10
+        await broker.publish_many(
+            [(channel, str(number)) for number in range(SUBSCRIBER_QUEUE_SIZE + extra)]
+        )
+        # Wait until the last message has been handed over (Redis: read by the listener).
+        async with broker.subscribe(channel) as marker:
+            await broker.publish(channel, "marker")
+            while await next_item(marker) != "marker":
+                pass
+        items = [slow.get_nowait() for _ in range(SUBSCRIBER_QUEUE_SIZE)]
+        assert items[-1] == str(SUBSCRIBER_QUEUE_SIZE - 1)
+        assert slow.get_nowait() is None
+        await broker.publish(channel, "after the loss")
+        assert await next_item(slow) is Signal.OVERFLOW
+        assert await next_item(slow) == "after the loss"
+
+
+# Identities never reach each other's names
+
+
+def test_tricky_identities_get_distinct_names() -> None:
+    for name in (events_channel, commands_channel, settings_key, presence_key):
+        names = {name(identity) for identity in TRICKY_IDENTITIES}
+        assert len(names) == len(TRICKY_IDENTITIES)
+        for escaped in names:
+            assert escaped.count(":") == 2
+            assert "*" not in escaped
+            assert "?" not in escaped
+            assert "[" not in escaped
+
+
+async def test_tricky_identities_never_see_each_others_events(broker: Broker) -> None:
+    prefix = uuid.uuid4().hex[:8]
+    identities = [prefix + identity for identity in TRICKY_IDENTITIES]
+    async with contextlib.AsyncExitStack() as stack:
+        subscriptions = [
+            await stack.enter_async_context(broker.subscribe(events_channel(identity)))
+            for identity in identities
+        ]
+        for identity in identities:
+            assert await broker.publish(events_channel(identity), f"for {identity}") >= 1
+        for identity, subscription in zip(identities, subscriptions, strict=True):
+            assert await next_item(subscription) == f"for {identity}"
+        for subscription in subscriptions:
+            assert subscription.get_nowait() is None
+
+
+# Keys
+
+
+async def test_keys_set_get_delete(broker: Broker, channel: str) -> None:
+    key = channel + ":key"
+    assert await broker.get(key) is None
+    await broker.set(key, "one")
+    assert await broker.get(key) == "one"
+    await broker.set(key, "two ⚡")
+    assert await broker.get(key) == "two ⚡"
+    await broker.delete(key)
+    assert await broker.get(key) is None
+    await broker.delete(key)  # deleting what is gone is fine
+
+
+async def test_keys_expire_after_their_ttl(broker: Broker, channel: str) -> None:
+    key = channel + ":ttl"
+    await broker.set(key, "short", ttl=0.2)
+    await broker.set(key + ":long", "long", ttl=60)
+    assert await broker.get(key) == "short"
+    await asyncio.sleep(0.4)
+    assert await broker.get(key) is None
+    assert await broker.get(key + ":long") == "long"
+    await broker.delete(key + ":long")
+
+
+async def test_a_new_ttl_replaces_the_old_one(broker: Broker, channel: str) -> None:
+    key = channel + ":refresh"
+    await broker.set(key, "kept", ttl=0.3)
+    await broker.set(key, "kept", ttl=60)
+    await asyncio.sleep(0.5)
+    assert await broker.get(key) == "kept"
+    await broker.delete(key)
+
+
+async def test_ping_and_connected(broker: Broker) -> None:
+    assert await broker.ping() is True
+    assert broker.connected is True
+
+
+# Redis only: what the in-memory broker cannot get wrong
+
+
+@pytest.mark.redis
+async def test_redis_writes_expiry_with_the_key(channel: str) -> None:
+    await redis_or_missing()
+    broker = RedisBroker(REDIS_URL)
+    await broker.start()
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await broker.set(channel, "{}", ttl=604800)
+        assert 604000 * 1000 < await client.pttl(channel) <= 604800 * 1000
+        await broker.set(channel, "{}", ttl=1.5)
+        assert 0 < await client.pttl(channel) <= 1500
+        await broker.set(channel, "{}")
+        assert await client.pttl(channel) == -1
+    finally:
+        await client.delete(channel)
+        await client.aclose()
+        await broker.stop()
+
+
+@pytest.mark.redis
+async def test_redis_publish_counts_processes_not_subscribers(channel: str) -> None:
+    await redis_or_missing()
+    first, second = RedisBroker(REDIS_URL), RedisBroker(REDIS_URL)
+    await first.start()
+    await second.start()
+    try:
+        async with (
+            first.subscribe(channel) as a,
+            first.subscribe(channel) as b,
+            second.subscribe(channel) as c,
+        ):
+            assert await first.publish(channel, "all") == 2
+            assert [await next_item(s) for s in (a, b, c)] == ["all", "all", "all"]
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+@pytest.mark.redis
+async def test_redis_subscription_is_live_when_the_context_opens(channel: str) -> None:
+    """Another process publishing right after `subscribe` returns must not be missed."""
+    await redis_or_missing()
+    listener, publisher = RedisBroker(REDIS_URL), RedisBroker(REDIS_URL)
+    await listener.start()
+    await publisher.start()
+    try:
+        for number in range(20):
+            async with listener.subscribe(f"{channel}:{number}") as subscription:
+                assert await publisher.publish(f"{channel}:{number}", "now") == 1
+                assert await next_item(subscription) == "now"
+    finally:
+        await listener.stop()
+        await publisher.stop()
+
+
+@pytest.mark.redis
+async def test_redis_unreachable_at_start_is_a_clear_error() -> None:
+    broker = RedisBroker("redis://someone:s3cret@127.0.0.1:1/0", connect_timeout=0.5)
+    with pytest.raises(BrokerError) as caught:
+        await broker.start()
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message
+    assert "unreachable" in message
+    assert "s3cret" not in message
+    assert broker.connected is False
+    assert await broker.ping() is False
+
+
+async def test_redis_broker_used_before_start_says_so() -> None:
+    broker = RedisBroker(REDIS_URL)
+    with pytest.raises(BrokerError, match="not started"):
+        await broker.publish("ocpplab:test:unstarted", "x")
+    with pytest.raises(BrokerError, match="not started"):
+        await broker.get("ocpplab:test:unstarted")
+
+
+def test_redis_url_chooses_the_redis_broker() -> None:
+    assert isinstance(broker_from_url(None), MemoryBroker)
+    assert isinstance(broker_from_url("memory://"), MemoryBroker)
+    assert isinstance(broker_from_url(REDIS_URL), RedisBroker)
+
+
+def test_redact_hides_only_the_password() -> None:
+    assert redact("redis://:pw@example.com:6380/1") == "redis://:***@example.com:6380/1"
+    assert redact("rediss://user:pw@h/0") == "rediss://user:***@h/0"
+    assert redact("redis://example.com:6379/0") == "redis://example.com:6379/0"
