@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from ocpplab import schemas
 from ocpplab.exceptions import BrokerError, InvalidRule
 from ocpplab.identity import identity_problem
+from ocpplab.origin import cross_site
 from ocpplab.responder import (
     MAX_DELAY,
     MAX_HOLD,
@@ -268,11 +268,6 @@ def _services(request: Request) -> Services:
     return services
 
 
-def _cross_site(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
-
-
 def _render(request: Request, block: str, status: int = 200, **context: Any) -> HTMLResponse:
     services = _services(request)
     html = render_block(
@@ -294,7 +289,7 @@ def _checked(request: Request) -> tuple[str, str, Response | None]:
         return identity, action, HTMLResponse(problem, status_code=400)
     if action and action not in schemas.CHARGER_ACTIONS:
         return identity, action, HTMLResponse("unknown action", status_code=404)
-    if request.method == "POST" and _cross_site(request):
+    if request.method == "POST" and cross_site(request, _services(request).settings.public_url):
         return identity, action, HTMLResponse("cross-site form post refused", status_code=403)
     return identity, action, None
 
@@ -332,16 +327,16 @@ async def save_rule(request: Request) -> Response:
     else:
         form, rule_json = read_rule_form(action, submitted)
     if rule_json is None:
-        return _render(request, "rule_form", form=form, presets=presets_for(action))
+        return _render(request, "rule_form", 422, form=form, presets=presets_for(action))
     try:
         rule = Rule.from_json(rule_json)
         await services.central.set_rule(identity, action, rule)
     except InvalidRule as exc:
         form.problems.append(f"Not saved: {exc}")
-        return _render(request, "rule_form", form=form, presets=presets_for(action))
+        return _render(request, "rule_form", 422, form=form, presets=presets_for(action))
     except BrokerError as exc:
         form.problems.append(f"Not saved: the broker is unavailable ({exc})")
-        return _render(request, "rule_form", form=form, presets=presets_for(action))
+        return _render(request, "rule_form", 503, form=form, presets=presets_for(action))
     saved = RuleForm.from_rule(action, rule, services)
     saved.saved, saved.message = True, f"Saved: {action} is now answered with {summary(rule)}."
     return _render(request, "rule_form", form=saved, presets=presets_for(action))

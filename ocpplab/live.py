@@ -14,13 +14,13 @@ import json
 import logging
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ocpplab.broker import Signal, Subscription, commands_channel, events_channel
 from ocpplab.gateway import WATCH_TTL, refuse
 from ocpplab.identity import identity_problem
+from ocpplab.origin import cross_site
 from ocpplab.services import Services
 from ocpplab.templating import dom_id, render_block
 
@@ -31,14 +31,6 @@ BATCH_PAUSE = 0.05  # at most 20 updates a second reach a flooded page
 PAGE = "charger.html"
 
 
-def same_origin(websocket: WebSocket) -> bool:
-    """Browsers always send Origin on websockets; it must name this very host."""
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True  # not a browser: scripts and tests
-    return urlsplit(origin).netloc == websocket.headers.get("host")
-
-
 async def serve_page_socket(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
     identity = websocket.path_params["identity"]
@@ -46,7 +38,7 @@ async def serve_page_socket(websocket: WebSocket) -> None:
     if problem:
         await refuse(websocket, 400, problem)
         return
-    if not same_origin(websocket):
+    if cross_site(websocket, services.settings.public_url):
         await refuse(websocket, 403, "this live socket only serves pages of this site")
         return
     await websocket.accept()

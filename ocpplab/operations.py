@@ -26,7 +26,6 @@ import uuid
 import weakref
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from starlette.convertors import register_url_convertor
 from starlette.requests import Request
@@ -39,6 +38,7 @@ from ocpplab.central import Outcome
 from ocpplab.examples import example_request
 from ocpplab.exceptions import BrokerError, CallTimeout, ChargerOffline
 from ocpplab.identity import IdentityConvertor, identity_problem
+from ocpplab.origin import cross_site
 from ocpplab.responder import format_time
 from ocpplab.schemaform import Field, attach_violations, build_fields, read_form
 from ocpplab.services import ExtraRenderer, Services
@@ -433,21 +433,6 @@ async def page_context(services: Services, identity: str) -> dict[str, Any]:
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
-
-
-def cross_site(request: Request, public_url: str | None = None) -> bool:
-    """True for a form post whose Origin names another site (DESIGN.md: same-origin checks).
-
-    Browsers send Origin with every POST; a client that sends none is not a browser
-    page, and could use the API anyway. Behind a proxy, the public URL's host is ours too.
-    """
-    origin = request.headers.get("origin")
-    if origin is None:
-        return False
-    ours = {request.headers.get("host")}
-    if public_url:
-        ours.add(urlsplit(public_url).netloc)
-    return urlsplit(origin).netloc not in ours
 
 
 def _refusal(request: Request, *, action: str | None = None) -> Response | None:

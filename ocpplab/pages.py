@@ -13,6 +13,7 @@ from ocpplab import configure, operations
 from ocpplab.exceptions import BrokerError, ChargerOffline
 from ocpplab.identity import from_user_input, identity_problem
 from ocpplab.live import status_from_event
+from ocpplab.origin import cross_site
 from ocpplab.services import Services
 
 
@@ -73,6 +74,8 @@ def page_extras(request: Request) -> dict[str, Any]:
 async def start(request: Request) -> Response:
     """The landing page's Start button: open the identity's page, or say what is wrong."""
     services = services_of(request)
+    if cross_site(request, services.settings.public_url):
+        return PlainTextResponse("cross-site form post refused", status_code=403)
     form = await request.form()
     raw = str(form.get("identity", ""))
     identity = from_user_input(raw)
@@ -131,6 +134,8 @@ async def answer_held(request: Request) -> Response:
     services = services_of(request)
     identity = request.path_params["identity"]
     unique_id = request.path_params["unique_id"]
+    if cross_site(request, services.settings.public_url):
+        return PlainTextResponse("cross-site form post refused", status_code=403)
     form = await request.form()
     reply: dict[str, Any]
     if form.get("reply") == "ignore":

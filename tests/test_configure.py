@@ -240,6 +240,7 @@ async def test_the_form_shows_every_problem_next_to_its_field(server: RunningSer
                 "source": "form",
             },
         )
+        assert form.status_code == 422
         assert 'id="rf-BootNotification-field-interval-error">must be a whole number' in form.text
         assert 'id="rf-BootNotification-delay-error">must be between 0 and 300' in form.text
         assert 'value="soon"' in form.text  # nothing typed is lost
@@ -261,6 +262,7 @@ async def test_an_invalid_payload_lists_every_violation_and_can_be_forced(
                 "delay": "0",
             },
         )
+        assert form.status_code == 422
         assert "Not saved" in form.text
         assert "in 3 place(s)" in form.text  # bad enum, wrong type, missing currentTime
         assert "&#39;Maybe&#39; is not one of" in form.text
