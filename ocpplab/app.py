@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.convertors import register_url_convertor
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -23,14 +22,12 @@ from ocpplab.central import CentralSystem
 from ocpplab.clock import Clock, SystemClock
 from ocpplab.config import Settings
 from ocpplab.gateway import Gateway
-from ocpplab.identity import IdentityConvertor
 from ocpplab.live import serve_page_socket
 from ocpplab.services import Services
 from ocpplab.templating import STATIC_DIR, make_templates
 
 logger = logging.getLogger("ocpplab")
 
-register_url_convertor("identity", IdentityConvertor())
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -152,7 +149,7 @@ def create_app(
         Route("/chargers/{identity:identity}", pages.charger_page, name="charger_page"),
         WebSocketRoute("/chargers/{identity:identity}/live", serve_page_socket, name="live"),
         Route(
-            "/chargers/{identity:identity}/held/{unique_id}",
+            "/chargers/{identity:identity}/held/{unique_id:segment}",
             pages.answer_held,
             methods=["POST"],
             name="answer_held",
@@ -177,7 +174,7 @@ def create_app(
             name="api_frames",
         ),
         Route(
-            "/api/chargers/{identity:identity}/held/{unique_id}",
+            "/api/chargers/{identity:identity}/held/{unique_id:segment}",
             api.held,
             methods=["POST"],
             name="api_held",

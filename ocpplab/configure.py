@@ -361,10 +361,17 @@ async def save_validation(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/chargers/{identity}/rules/{action}", rule_form, methods=["GET"], name="rule_form"),
-    Route("/chargers/{identity}/rules/{action}", save_rule, methods=["POST"], name="save_rule"),
     Route(
-        "/chargers/{identity}/validation",
+        "/chargers/{identity:identity}/rules/{action}", rule_form, methods=["GET"], name="rule_form"
+    ),
+    Route(
+        "/chargers/{identity:identity}/rules/{action}",
+        save_rule,
+        methods=["POST"],
+        name="save_rule",
+    ),
+    Route(
+        "/chargers/{identity:identity}/validation",
         save_validation,
         methods=["POST"],
         name="save_validation",

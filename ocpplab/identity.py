@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote, urlsplit
 
-from starlette.convertors import Convertor
+from starlette.convertors import Convertor, register_url_convertor
 
 
 def identity_problem(identity: str, max_length: int) -> str | None:
@@ -53,3 +53,9 @@ class IdentityConvertor(Convertor[str]):
 
     def to_string(self, value: str) -> str:
         return quote(value, safe="")
+
+
+# Registered once, where the convertor is defined, before any route is built. Unique ids
+# of held calls may hold any character too, so they use the same one-segment convertor.
+register_url_convertor("identity", IdentityConvertor())
+register_url_convertor("segment", IdentityConvertor())

@@ -27,7 +27,6 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from starlette.convertors import register_url_convertor
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -37,7 +36,7 @@ from ocpplab.broker import commands_channel
 from ocpplab.central import Outcome
 from ocpplab.examples import example_request
 from ocpplab.exceptions import BrokerError, CallTimeout, ChargerOffline
-from ocpplab.identity import IdentityConvertor, identity_problem
+from ocpplab.identity import identity_problem
 from ocpplab.origin import cross_site
 from ocpplab.responder import format_time
 from ocpplab.schemaform import Field, attach_violations, build_fields, read_form
@@ -94,8 +93,6 @@ RAW_EXAMPLES: dict[str, tuple[str, str]] = {
     "broken-json": ("Broken JSON", '[2, "{id}", "Reset", {{"type": "Soft"}}'),
     "stray-result": ("CALLRESULT for no call", '[3, "{id}", {{}}]'),
 }
-
-register_url_convertor("identity", IdentityConvertor())  # app.py registers it too
 
 
 def raw_example(key: str) -> str:

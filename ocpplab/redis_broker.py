@@ -293,6 +293,8 @@ class RedisBroker(Broker):
             if response is None:
                 if pinged:
                     raise RedisTimeoutError("no answer to PING on the PubSub connection")
+                if not conn.is_connected:  # else redis-py would quietly open a new one
+                    raise RedisConnectionError("the PubSub connection was closed")
                 await conn.send_command("PING", check_health=False)
                 pinged = True
                 continue
@@ -337,7 +339,13 @@ class RedisBroker(Broker):
             try:
                 self._conn, subscribed = await self._open_pubsub(self._client)
             except (RedisError, OSError, TimeoutError) as exc:
-                logger.debug("Redis at %s still unreachable: %s", self.safe_url, exc)
+                unreachable = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
+                logger.log(
+                    logging.DEBUG if unreachable else logging.WARNING,
+                    "Redis at %s: no PubSub connection yet: %s",
+                    self.safe_url,
+                    exc,
+                )
                 delay = min(delay * 2, cap)
                 continue
             self._connected = True

@@ -212,7 +212,7 @@ async def stop_simulation(request: Request) -> Response:
 routes = [
     Route("/simulate", start_simulation, methods=["POST"], name="simulate"),
     Route(
-        "/chargers/{identity}/simulation/stop",
+        "/chargers/{identity:identity}/simulation/stop",
         stop_simulation,
         methods=["POST"],
         name="stop_simulation",
