@@ -90,8 +90,6 @@ class Gateway:
         self.transaction_ids: dict[str, int] = {}
         self._outbound: asyncio.Queue[tuple[str, str]] = asyncio.Queue(PUBLISH_QUEUE_SIZE)
         self._publisher: asyncio.Task[None] | None = None
-        self._stamp_at: datetime.datetime | None = None
-        self._stamp = ""
 
     async def start(self) -> None:
         self._publisher = asyncio.create_task(self._publish_forever(), name="ocpplab-publisher")
@@ -123,14 +121,6 @@ class Gateway:
                 pass  # the broker reports the outage to pages itself; answering goes on
             except Exception:
                 logger.exception("publishing events failed")
-
-    def timestamp(self) -> str:
-        """`format_time(clock.now())`, formatted once per millisecond: every event has one."""
-        now = self.clock.now()
-        millisecond = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        if millisecond != self._stamp_at:
-            self._stamp_at, self._stamp = millisecond, format_time(now)
-        return self._stamp
 
     def next_transaction_id(self, identity: str) -> int:
         return self.transaction_ids.get(identity, 1)
@@ -634,8 +624,7 @@ class ChargerSession:
 
     def emit(self, event: dict[str, Any], *, always: bool = False) -> None:
         """Record an event for replay and publish it if any page watches (or `always`)."""
-        if "at" not in event:
-            event["at"] = self.gateway.timestamp()
+        event.setdefault("at", format_time(self.gateway.clock.now()))
         self._seq += 1
         event["seq"], event["session"] = self._seq, self.id
         if event["kind"] in {"frame", "notice", "held", "released", "outcome", "queued", "sent"}:
@@ -676,7 +665,7 @@ class ChargerSession:
     # State and presence
 
     def _apply_state(self, call: Call, answer: Any) -> None:
-        self.state.apply(call.action, call.payload, answer, self.gateway.timestamp())
+        self.state.apply(call.action, call.payload, answer, format_time(self.gateway.clock.now()))
         if not self._state_dirty:
             self._state_dirty = True
             self._later(STATE_FLUSH, self._flush_state)

@@ -72,9 +72,10 @@ class Simulations:
         texts = {
             "off": "Simulated chargers are turned off on this server (OCPPLAB_MAX_SIMULATED=0).",
             "limit": (
-                f"{len(self.running)} simulated chargers are running, the most this server "
-                f"allows ({self.limit}). Stop one on its page, or wait: one whose page is "
-                f"closed stops after {self.idle_timeout / 60:g} minutes."
+                f"This server already runs {self.limit} simulated "
+                f"charger{'' if self.limit == 1 else 's'}, the most it allows. Stop one on "
+                f"its page, or wait: one whose page is closed stops after "
+                f"{self.idle_timeout / 60:g} minutes."
             ),
             "address": "This server listens on no TCP address that a charger could reach.",
         }

@@ -39,6 +39,7 @@ pytestmark = pytest.mark.redis
 
 START_TIMEOUT = 20.0
 CALL_TIMEOUT = 2.0
+SETTINGS_TTL = 300
 
 
 def free_port() -> int:
@@ -64,6 +65,7 @@ def ocpplab_env(**extra: str) -> dict[str, str]:
         OCPPLAB_LOG_LEVEL="warning",
         OCPPLAB_CALL_TIMEOUT=str(CALL_TIMEOUT),
         OCPPLAB_MANUAL_TIMEOUT="10",
+        OCPPLAB_SETTINGS_TTL=str(SETTINGS_TTL),  # what tests leave in a shared Redis expires
         **extra,
     )
     return env
@@ -300,6 +302,7 @@ async def test_settings_saved_on_b_answer_the_charger_on_a(
         # Saved before the charger connects: A reads them from Redis.
         response = await client.put(b.api(identity, "/responses/Authorize"), json=blocked)
         assert response.status_code == 200, response.text
+        assert 0 < settings_ttl_ms(identity) <= SETTINGS_TTL * 1000
         assert (await client.get(a.api(identity, "/responses/Authorize"))).json()["payload"] == (
             blocked["payload"]
         )
@@ -518,6 +521,14 @@ async def test_redis_holds_settings_and_presence_but_never_a_frame(
         assert marker not in value.replace(marker[:20], ""), f"{key} holds a frame"
         assert '"StartTransaction"' not in value, f"{key} holds a frame"
         assert "[2," not in value.replace(" ", ""), f"{key} holds a frame"
+
+
+def settings_ttl_ms(identity: str) -> int:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return int(client.pttl(settings_key(identity)))
+    finally:
+        client.close()
 
 
 def keys_and_values(identity: str) -> tuple[set[str], dict[str, str]]:

@@ -562,7 +562,7 @@ async def test_dashboard_limits_simulated_chargers() -> None:
         assert (await client.post("/simulate")).status_code == 303
         refused = await client.post("/simulate", follow_redirects=True)
         assert refused.status_code == 200
-        assert "the most this server allows (1)" in refused.text
+        assert "already runs 1 simulated charger, the most it allows" in refused.text
         assert len(server.app.state.simulations.running) == 1
     assert server.app.state.simulations.running == {}  # stopped at shutdown
 
