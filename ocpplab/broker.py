@@ -61,15 +61,18 @@ class Subscription:
     """Messages of one channel for one subscriber, in order; iterate with `async for`.
 
     With a `callback`, each message is handed to it at once instead of being queued: the
-    gateway uses this so that an idle charger costs no task of its own.
+    gateway uses this so that an idle charger costs no task (and no queue) of its own.
     """
+
+    __slots__ = ("_callback", "_overflowed", "_queue", "channel")
 
     def __init__(
         self, channel: str, callback: Callback | None = None, size: int = SUBSCRIBER_QUEUE_SIZE
     ) -> None:
         self.channel = channel
         self._callback = callback
-        self._queue: asyncio.Queue[str | Signal] = asyncio.Queue(0 if callback else size)
+        # An asyncio.Queue is four deques (some 3 KiB): only subscribers that read get one.
+        self._queue: asyncio.Queue[str | Signal] | None = None if callback else asyncio.Queue(size)
         self._overflowed = False
 
     def deliver(self, item: str | Signal) -> bool:
@@ -77,23 +80,33 @@ class Subscription:
         if self._callback is not None:
             self._callback(item)
             return True
+        queue = self._reading_queue()
         if self._overflowed:
             # Tell of the loss once, as soon as there is room again.
-            if self._queue.full():
+            if queue.full():
                 return False
-            self._queue.put_nowait(Signal.OVERFLOW)
+            queue.put_nowait(Signal.OVERFLOW)
             self._overflowed = False
         try:
-            self._queue.put_nowait(item)
+            queue.put_nowait(item)
         except asyncio.QueueFull:
             self._overflowed = True
             return False
         return True
 
+    def _reading_queue(self) -> asyncio.Queue[str | Signal]:
+        if self._queue is None:
+            raise RuntimeError(
+                "this subscription hands its messages to a callback; there is nothing to get"
+            )
+        return self._queue
+
     async def get(self) -> str | Signal:
-        return await self._queue.get()
+        return await self._reading_queue().get()
 
     def get_nowait(self) -> str | Signal | None:
+        if self._queue is None:
+            return None  # a callback took every message already
         try:
             return self._queue.get_nowait()
         except asyncio.QueueEmpty:
@@ -103,8 +116,9 @@ class Subscription:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[str | Signal]:
+        queue = self._reading_queue()
         while True:
-            yield await self._queue.get()
+            yield await queue.get()
 
 
 class Broker(abc.ABC):

@@ -18,8 +18,9 @@ import datetime
 import hmac
 import json
 import logging
+import math
+import random
 import uuid
-from collections import deque
 from typing import Any
 
 from starlette.requests import Request
@@ -47,6 +48,7 @@ from ocpplab.protocol import (
     Outbox,
     Outgoing,
     check_call,
+    dumps_compact,
     message_type_name,
     parse,
 )
@@ -71,12 +73,19 @@ WATCH_TTL = 60.0  # a page re-announces itself every WATCH_TTL / 3 seconds
 CONNECT_GRACE = 10.0
 PRESENCE_TTL = 90.0
 PRESENCE_REFRESH = 30.0
-STATE_FLUSH = 0.2
+STATE_FLUSH = 0.2  # a watching page sees the derived state this soon after it changes
+# The presence record (which other processes read) carries the state some seconds late:
+# changes are gathered, so that a busy charger costs a broker write every few seconds, not
+# one per call. Each wait is drawn at random around PRESENCE_STATE_EVERY (± PRESENCE_SPREAD
+# of it; the first after a quiet spell between STATE_FLUSH and PRESENCE_STATE_EVERY), so
+# that chargers whose load starts together do not all write at once: a burst of a thousand
+# Redis writes delays answers by a hundred milliseconds.
+PRESENCE_STATE_EVERY = 5.0
+PRESENCE_SPREAD = 0.5
+SEEN_IDS = 64  # a charger's recent unique ids, to tell of duplicates
 PUBLISH_QUEUE_SIZE = 50_000
 PUBLISH_BATCH = 500
 CLOSE_REPLACED = "replaced by a new connection with the same identity"
-# Shared: json.dumps with non-default options builds a new encoder on every call.
-_EVENT_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class Gateway:
@@ -105,7 +114,7 @@ class Gateway:
     def publish_soon(self, channel: str, message: dict[str, Any]) -> None:
         """Queue an event for the broker; never waits, so a charger is never slowed."""
         try:
-            self._outbound.put_nowait((channel, _EVENT_ENCODER.encode(message)))
+            self._outbound.put_nowait((channel, dumps_compact(message)))
         except asyncio.QueueFull:
             logger.warning("event queue full: an event for %s was dropped", channel)
 
@@ -214,6 +223,41 @@ async def refuse(
 class ChargerSession:
     """One charger connection: read frames, answer them, run central-system calls."""
 
+    # Slots: thousands of idle sessions, each without an attribute dict.
+    __slots__ = (
+        "_closed",
+        "_events",
+        "_flush_at",
+        "_flush_timer",
+        "_presence_at",
+        "_presence_due",
+        "_presence_stale",
+        "_presence_wait",
+        "_refresh_wait",
+        "_seen_ids",
+        "_seq",
+        "_state_unsent",
+        "_state_written_at",
+        "_tasks",
+        "_timers",
+        "_tokens",
+        "_tokens_at",
+        "connected_since",
+        "gateway",
+        "held",
+        "id",
+        "identity",
+        "outbox",
+        "replaced",
+        "replay",
+        "responder",
+        "state",
+        "subprotocol",
+        "warnings",
+        "watched_until",
+        "websocket",
+    )
+
     def __init__(
         self,
         gateway: Gateway,
@@ -233,16 +277,25 @@ class ChargerSession:
         self.state = ChargerState()
         self.outbox = Outbox(gateway.settings.call_timeout)
         self.held: dict[str, tuple[Hold, asyncio.TimerHandle, dict[str, Any]]] = {}
-        self.replay: deque[dict[str, Any]] = deque(maxlen=gateway.settings.replay_size)
+        # Lists, trimmed by hand: an idle charger's deques cost 760 bytes each.
+        self.replay: list[dict[str, Any] | FrameRecord] = []
         self.watched_until = gateway.clock.monotonic() + CONNECT_GRACE
         self.replaced = False
         self._events = events_channel(identity)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self._seen_ids: deque[str] = deque(maxlen=64)
+        self._seen_ids: list[str] = []
         self._tokens = float(2 * gateway.settings.rate_limit)
         self._tokens_at = gateway.clock.monotonic()
-        self._state_dirty = False
+        self._state_unsent = False  # changed since the last state event
+        self._presence_stale = False  # changed since the last presence write
+        self._presence_at = 0.0  # monotonic time of the last presence write
+        self._state_written_at = -math.inf  # ... of the last one for a new state
+        self._presence_wait = PRESENCE_STATE_EVERY  # this round's, spread (PRESENCE_SPREAD)
+        self._presence_due = 0.0  # when the stale state goes to presence
+        self._refresh_wait = PRESENCE_REFRESH
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_at = 0.0
         self._closed = False
         self._seq = 0
 
@@ -270,7 +323,7 @@ class ChargerSession:
                 always=True,
             )
             await self._write_presence()
-            self._every(PRESENCE_REFRESH, self._refresh_presence)
+            self._schedule_flush()
             code, reason = 1006, ""
             try:
                 code, reason = await self._read_forever()
@@ -279,7 +332,7 @@ class ChargerSession:
 
     async def _read_forever(self) -> tuple[int, str]:
         """Receive frames until the charger goes; returns the close code and reason."""
-        receive = self.websocket.receive
+        receive = self.websocket._receive  # see _send_asgi
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -293,6 +346,8 @@ class ChargerSession:
 
     async def _finish(self, code: int, reason: str) -> None:
         self._closed = True
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
         for timer in self._timers:
             timer.cancel()
         for hold, timer, _ in self.held.values():
@@ -352,9 +407,10 @@ class ChargerSession:
         note = None
         if call.unique_id in self._seen_ids:
             note = f"duplicate unique id {call.unique_id!r}: this charger already used it"
-        self._seen_ids.append(call.unique_id)
-        self._frame_event("in", text, call, violations=violations, note=note)
-        context = AnswerContext(self.gateway.clock.now(), self._next_transaction_id())
+        _append_bounded(self._seen_ids, call.unique_id, SEEN_IDS)
+        now = self.gateway.clock.now()  # one reading for the call, its answer and the state
+        self._frame_event("in", text, call, violations=violations, note=note, at=now)
+        context = AnswerContext(now, self._next_transaction_id())
         answer = respond(
             call,
             self.responder,
@@ -370,14 +426,16 @@ class ChargerSession:
         elif answer.delay > 0:
             self._later(answer.delay, self._send_reply, call, answer)
         else:
-            await self._send_reply(call, answer)
+            await self._send_reply(call, answer, now)
 
-    async def _send_reply(self, call: Call, reply: Reply) -> None:
+    async def _send_reply(
+        self, call: Call, reply: Reply, at: datetime.datetime | None = None
+    ) -> None:
         if reply.uses_transaction_id:
             self.gateway.use_transaction_id(self.identity)
-        await self.send(reply.frame.to_json(), reply.frame, action=call.action)
+        await self.send(reply.frame.to_json(), reply.frame, action=call.action, at=at)
         payload = reply.frame.payload if isinstance(reply.frame, CallResult) else None
-        self._apply_state(call, payload)
+        self._apply_state(call, payload, at)
 
     def _receive_answer(self, frame: CallResult | CallError, text: str) -> None:
         item = self.outbox.answer(frame)
@@ -582,7 +640,10 @@ class ChargerSession:
             {
                 "kind": "replay",
                 "page": page,
-                "events": list(self.replay),
+                "events": [
+                    item if isinstance(item, dict) else frame_event(item, self.id)
+                    for item in self.replay
+                ],
                 "connected": self._connected_event(),
                 "state": self.state.to_json(),
                 "held": [event for _, _, event in self.held.values()],
@@ -608,14 +669,16 @@ class ChargerSession:
         frame: CallResult | CallError | Call | None = None,
         *,
         action: str | None = None,
+        at: datetime.datetime | None = None,
     ) -> None:
         """Send `text` to the charger; the log shows exactly these characters."""
         try:
-            await self.websocket.send_text(text)
+            await self._send_asgi({"type": "websocket.send", "text": text})
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.notice("could not send: the charger connection is closing")
             return
-        self._frame_event("out", text, frame if frame is not None else parse(text), action=action)
+        shown = frame if frame is not None else parse(text)
+        self._frame_event("out", text, shown, action=action, at=at)
 
     async def send_raw(self, text: str) -> None:
         """Send any text the person typed, however invalid, and show it."""
@@ -624,13 +687,28 @@ class ChargerSession:
 
     def emit(self, event: dict[str, Any], *, always: bool = False) -> None:
         """Record an event for replay and publish it if any page watches (or `always`)."""
-        event.setdefault("at", format_time(self.gateway.clock.now()))
+        if "at" not in event:
+            event["at"] = format_time(self.gateway.clock.now())
         self._seq += 1
         event["seq"], event["session"] = self._seq, self.id
-        if event["kind"] in {"frame", "notice", "held", "released", "outcome", "queued", "sent"}:
-            self.replay.append(event)
-        if always or self.gateway.clock.monotonic() < self.watched_until:
+        if event["kind"] in _REPLAYED:
+            _append_bounded(self.replay, event, self.gateway.settings.replay_size)
+        if always or self.watched():
             self.gateway.publish_soon(self._events, event)
+
+    @property
+    def _send_asgi(self) -> Any:
+        """The ASGI `send` callable under Starlette's WebSocket.
+
+        Frames go to and come from the ASGI callables directly: Starlette's wrapper only
+        checks the message types this session always gets right, and its dict churn per
+        message was a measurable share of the server's time under load.
+        """
+        return self.websocket._send
+
+    def watched(self) -> bool:
+        """Whether a page watches (or may soon watch: CONNECT_GRACE) this charger."""
+        return self.gateway.clock.monotonic() < self.watched_until
 
     def notice(self, text: str) -> None:
         self.emit({"kind": "notice", "text": text})
@@ -645,38 +723,80 @@ class ChargerSession:
         note: str | None = None,
         action: str | None = None,
         invalid: bool = False,
+        at: datetime.datetime | None = None,
     ) -> None:
         kind = "invalid" if invalid or frame is None else message_type_name(frame)
-        if isinstance(frame, InvalidFrame):
-            kind = "invalid"
-        self.emit(
-            {
-                "kind": "frame",
-                "dir": direction,
-                "type": kind,
-                "action": frame.action if isinstance(frame, Call) else action,
-                "unique_id": getattr(frame, "unique_id", None),
-                "raw": text,
-                "violations": [violation.as_dict() for violation in violations or []],
-                "note": note,
-            }
+        self._seq += 1
+        record: FrameRecord = (
+            self._seq,
+            at or self.gateway.clock.now(),
+            direction,
+            kind,
+            frame.action if isinstance(frame, Call) else action,
+            getattr(frame, "unique_id", None),
+            text,
+            tuple(violation.as_dict() for violation in violations) if violations else None,
+            note,
         )
+        _append_bounded(self.replay, record, self.gateway.settings.replay_size)
+        if self.watched():
+            self.gateway.publish_soon(self._events, frame_event(record, self.id))
 
     # State and presence
 
-    def _apply_state(self, call: Call, answer: Any) -> None:
-        self.state.apply(call.action, call.payload, answer, format_time(self.gateway.clock.now()))
-        if not self._state_dirty:
-            self._state_dirty = True
-            self._later(STATE_FLUSH, self._flush_state)
+    def _apply_state(self, call: Call, answer: Any, at: datetime.datetime | None = None) -> None:
+        at = at or self.gateway.clock.now()
+        self.state.apply(call.action, call.payload, answer, format_time(at))
+        self._state_unsent = True
+        if not self._presence_stale:
+            self._presence_stale = True
+            now = self.gateway.clock.monotonic()
+            quiet = now + random.uniform(STATE_FLUSH, PRESENCE_STATE_EVERY)
+            self._presence_due = max(quiet, self._state_written_at + self._presence_wait)
+        self._schedule_flush()
 
-    async def _flush_state(self) -> None:
-        self._state_dirty = False
-        state = self.state.to_json()
-        if self.gateway.clock.monotonic() < self.watched_until:
-            # Only watching pages get state events (they are not replayed): skip the work.
+    def _schedule_flush(self) -> None:
+        """Arm the session's one timer: a state event for a watching page, presence writes.
+
+        Presence is written (with the state) some seconds after a change, about every
+        PRESENCE_STATE_EVERY while changes go on, and refreshed every PRESENCE_REFRESH.
+        """
+        if self._closed:
+            return
+        now = self.gateway.clock.monotonic()
+        due = self._presence_at + self._refresh_wait
+        if self._presence_stale:
+            due = min(due, self._presence_due)
+        if self._state_unsent and self.watched():
+            due = min(due, now + STATE_FLUSH)
+        if self._flush_timer is not None:
+            if self._flush_at <= due:
+                return
+            self._flush_timer.cancel()
+        self._flush_at = due
+        loop = asyncio.get_running_loop()
+        self._flush_timer = loop.call_later(max(0.0, due - now), self._flush_state)
+
+    def _flush_state(self) -> None:
+        self._flush_timer = None
+        if self._closed:
+            return
+        state = None
+        if self._state_unsent and self.watched():
+            # Only watching pages get state events (a replay carries the state itself).
+            self._state_unsent = False
+            state = self.state.to_json()
             self.emit({"kind": "state", "state": state})
-        await self._write_presence(state)
+        now = self.gateway.clock.monotonic()
+        state_due = self._presence_stale and now >= self._presence_due
+        if state_due or now >= self._presence_at + self._refresh_wait:
+            if self._presence_stale:
+                self._presence_stale, self._state_written_at = False, now
+            self._presence_at = now
+            self._presence_wait = _spread(PRESENCE_STATE_EVERY)
+            self._refresh_wait = _spread(PRESENCE_REFRESH)
+            self._spawn(self._write_presence(state))
+        self._schedule_flush()
 
     def presence(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
@@ -693,16 +813,14 @@ class ChargerSession:
         }
 
     async def _write_presence(self, state: dict[str, Any] | None = None) -> None:
+        self._presence_at = self.gateway.clock.monotonic()
         if self.gateway.sessions.get(self.identity) is not self:
             return
         await self._broker_call(
             self.gateway.broker.set(
-                presence_key(self.identity), json.dumps(self.presence(state)), PRESENCE_TTL
+                presence_key(self.identity), dumps_compact(self.presence(state)), PRESENCE_TTL
             )
         )
-
-    async def _refresh_presence(self) -> None:
-        await self._write_presence()
 
     async def _load_responder_settings(self) -> ResponderSettings:
         try:
@@ -761,16 +879,56 @@ class ChargerSession:
         timer = loop.call_later(delay, fire)
         self._timers.add(timer)
 
-    def _every(self, interval: float, function: Any) -> None:
-        async def repeat() -> None:
-            await function()
-            self._every(interval, function)
-
-        self._later(interval, repeat)
-
     async def _broker_call(self, awaitable: Any) -> Any:
         try:
             return await awaitable
         except BrokerError as exc:
             self.notice(f"broker unavailable: {exc}")
             return None
+
+
+def _spread(seconds: float) -> float:
+    return seconds * random.uniform(1 - PRESENCE_SPREAD, 1 + PRESENCE_SPREAD)
+
+
+def _append_bounded(items: list[Any], item: Any, limit: int) -> None:
+    items.append(item)
+    if len(items) > limit:
+        del items[: len(items) - limit]
+
+
+_REPLAYED = frozenset({"frame", "notice", "held", "released", "outcome", "queued", "sent"})
+
+
+# A frame as the replay keeps it: seq, at, dir, type, action, unique_id, raw, violations,
+# note. Its event is built only when a page asks: most frames of most chargers are never
+# watched. A plain tuple of atoms, because the garbage collector stops tracking those;
+# tens of thousands of tracked records made each full collection a pause of 100 ms or more.
+FrameRecord = tuple[
+    int,
+    datetime.datetime,
+    str,
+    str,
+    str | None,
+    str | None,
+    str,
+    tuple[dict[str, str], ...] | None,
+    str | None,
+]
+
+
+def frame_event(record: FrameRecord, session: str) -> dict[str, Any]:
+    seq, at, direction, kind, action, unique_id, raw, violations, note = record
+    return {
+        "kind": "frame",
+        "dir": direction,
+        "type": kind,
+        "action": action,
+        "unique_id": unique_id,
+        "raw": raw,
+        "violations": [dict(violation) for violation in violations or ()],
+        "note": note,
+        "at": format_time(at),
+        "seq": seq,
+        "session": session,
+    }

@@ -27,7 +27,10 @@ from ocpplab.templating import dom_id, render_block
 logger = logging.getLogger("ocpplab.live")
 
 BATCH_MAX = 200
-BATCH_PAUSE = 0.05  # at most 20 updates a second reach a flooded page
+# A page that falls behind (FLOOD_BATCH or more events waiting at once) gets at most 20
+# updates a second; a page that keeps up gets every event the moment it arrives.
+BATCH_PAUSE = 0.05
+FLOOD_BATCH = 20
 PAGE = "charger.html"
 
 
@@ -98,7 +101,7 @@ class PageSocket:
             html = "".join([await self._render_safely(item) for item in batch])
             if html and not await self._send(html):
                 return
-            if len(batch) > 1:
+            if len(batch) >= FLOOD_BATCH:
                 await asyncio.sleep(BATCH_PAUSE)
 
     async def _send(self, html: str) -> bool:

@@ -38,6 +38,17 @@ def missing(what: str) -> None:
     pytest.skip(f"{what} is not available here")
 
 
+# Debian's Chromium as root, headless, with nothing that reaches for the network on its own.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
 def chromium_path() -> str:
     if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
         missing(f"Chromium at {CHROMIUM} (apt-get install -y chromium)")

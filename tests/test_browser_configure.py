@@ -11,18 +11,9 @@ import pytest
 from ocpp.v16 import call
 
 from ocpplab.config import Settings
-from tests.support import RunningServer, chromium_path, ocpp_charger, serve_in_thread
+from tests.support import CHROMIUM_ARGS, RunningServer, chromium_path, ocpp_charger, serve_in_thread
 
 pytestmark = pytest.mark.browser
-
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -31,7 +22,7 @@ def page() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield browser.new_page()
         finally:

@@ -17,18 +17,9 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 
 from ocpplab.config import Settings
-from tests.support import Charger, chromium_path, ocpp_charger, serve_in_thread
+from tests.support import CHROMIUM_ARGS, Charger, chromium_path, ocpp_charger, serve_in_thread
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 class ResetCharger(Charger):

@@ -7,16 +7,7 @@ import re
 import pytest
 
 from ocpplab.config import Settings
-from tests.support import chromium_path, serve_in_thread
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.support import CHROMIUM_ARGS, chromium_path, serve_in_thread
 
 
 @pytest.mark.browser

@@ -8,18 +8,10 @@ from typing import Any
 import pytest
 from ocpp.v16 import call
 
-from tests.support import RunningServer, chromium_path, ocpp_charger
+from tests.support import CHROMIUM_ARGS, RunningServer, chromium_path, ocpp_charger
 
 pytestmark = pytest.mark.browser
 
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PHONE = {"width": 390, "height": 844}
 
 
@@ -29,7 +21,7 @@ async def browser() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
+        launched = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:

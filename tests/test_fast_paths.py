@@ -1,0 +1,118 @@
+"""The fast paths (orjson, cached times, lazy replay, debounced presence) change no result."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import math
+from typing import Any
+
+import pytest
+
+from ocpplab.broker import MemoryBroker, presence_key
+from ocpplab.config import Settings
+from ocpplab.protocol import Call, InvalidFrame, dumps_compact, parse
+from ocpplab.responder import format_time
+from tests.support import exchange, page_socket, raw_charger, serve
+
+STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"x":NaN}',
+        '{"x":123456789012345678901234567890}',
+        '{"x":"\\ud800"}',
+        '{"x":1E400}',
+        '{"x":"é ✓","y":[1.5,-0.0,1e-7]}',
+    ],
+)
+def test_parse_reads_every_payload_as_the_json_module_does(payload: str) -> None:
+    frame = parse(f'[2,"id-1","DataTransfer",{payload}]')
+    assert isinstance(frame, Call)
+    expected = json.loads(payload)
+    if isinstance(expected["x"], float) and math.isnan(expected["x"]):
+        assert math.isnan(frame.payload["x"])
+    else:
+        assert frame.payload == expected
+
+
+def test_invalid_json_is_explained_in_the_json_module_s_words() -> None:
+    frame = parse('[2,"id-1","Heartbeat",{]')
+    assert isinstance(frame, InvalidFrame)
+    with pytest.raises(json.JSONDecodeError) as raised:
+        json.loads('[2,"id-1","Heartbeat",{]')
+    assert frame.reason == f"not JSON: {raised.value}"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"currentTime": "2026-01-01T00:00:00.000Z", "note": "é ✓ \u2028"},
+        {1: "non-string key"},
+        {"x": "\ud800"},
+        {"x": 2**70},
+        {"x": math.nan},
+        {"x": -math.inf, "y": None},
+        [3, "id", {"nested": [True, None, 1.25]}],
+    ],
+)
+def test_compact_json_is_the_json_module_s_text(value: Any) -> None:
+    assert dumps_compact(value) == STDLIB.encode(value)
+
+
+def test_format_time_formats_each_moment_on_its_own() -> None:
+    first = datetime.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=datetime.UTC)
+    second = first + datetime.timedelta(milliseconds=1)
+    local = first.astimezone(datetime.timezone(datetime.timedelta(hours=2)))
+    assert format_time(first) == "2026-01-02T03:04:05.678Z"
+    assert format_time(first) == "2026-01-02T03:04:05.678Z"
+    assert format_time(second) == "2026-01-02T03:04:05.679Z"
+    assert format_time(local) == "2026-01-02T03:04:05.678Z"
+
+
+async def test_a_page_opened_later_replays_frames_exactly_as_sent() -> None:
+    async with serve(Settings(call_timeout=2.0)) as server:
+        charger = await raw_charger(server, "CP-replay")
+        try:
+            heartbeat = '[2,"hb-1","Heartbeat",{}]'
+            answer = await exchange(charger, heartbeat)
+            server.app.state.services.gateway.sessions["CP-replay"].watched_until = 0.0
+            await exchange(charger, '[2,"hb-2","Heartbeat",{ }]')
+            async with page_socket(server, "CP-replay") as page:
+                html = await page.wait_for("hb-2")
+        finally:
+            await charger.close()
+    assert "hb-1" in html
+    assert json.dumps(answer[2]["currentTime"]) in html.replace("&#34;", '"')
+    assert "{ }" in html
+
+
+class CountingBroker(MemoryBroker):
+    """The in-memory broker, counting the presence records written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.presence_writes = 0
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        if key.startswith(presence_key("")):
+            self.presence_writes += 1
+        await super().set(key, value, ttl)
+
+
+async def test_a_busy_charger_writes_its_presence_every_few_seconds_not_per_call() -> None:
+    broker = CountingBroker()
+    async with serve(Settings(call_timeout=2.0), broker=broker) as server:
+        charger = await raw_charger(server, "CP-busy")
+        try:
+            for number in range(12):
+                await exchange(charger, [2, f"hb-{number}", "Heartbeat", {}])
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+        finally:
+            await charger.close()
+    # The connection, and perhaps the state once; not a write for every call or 0.2 s.
+    assert 1 <= broker.presence_writes <= 2
