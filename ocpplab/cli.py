@@ -114,7 +114,7 @@ def collect_garbage_rarely() -> None:
     with a thousand busy chargers (and Redis) it ran every few seconds and held all answers
     up for 100 ms or more. Nearly all garbage here goes by reference counting; the young
     generations are still collected as often, and only cycles that outlive them wait longer.
-    (Worker processes, `--workers` > 1, keep Python's default.)
+    Worker processes (`--workers` > 1) do the same in `ocpplab.asgi`.
     """
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)

@@ -15,6 +15,7 @@ import logging
 import uuid
 from typing import Any
 
+from markupsafe import Markup
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ocpplab.broker import Signal, Subscription, commands_channel, events_channel
@@ -22,7 +23,7 @@ from ocpplab.gateway import WATCH_TTL, refuse
 from ocpplab.identity import identity_problem
 from ocpplab.origin import cross_site
 from ocpplab.services import Services
-from ocpplab.templating import dom_id, render_block
+from ocpplab.templating import render_block
 
 logger = logging.getLogger("ocpplab.live")
 
@@ -32,6 +33,7 @@ BATCH_MAX = 200
 BATCH_PAUSE = 0.05
 FLOOD_BATCH = 20
 PAGE = "charger.html"
+WRAPPERS = "_live.html"
 
 
 async def serve_page_socket(websocket: WebSocket) -> None:
@@ -165,7 +167,7 @@ class PageSocket:
         if kind == "held":
             html += self._held(event)
         elif kind == "released":
-            html += f'<div id="held-{dom_id(event["unique_id"])}" hx-swap-oob="delete"></div>'
+            html += self._wrap("held_removed", unique_id=event["unique_id"])
         return html + self._render_extra(event)
 
     def _remember(self, seq: int) -> None:
@@ -214,23 +216,24 @@ class PageSocket:
         if not events:
             return ""
         entries = "".join(self._block("log_entry", event=event) for event in reversed(events))
-        html = f'<ol id="log" hx-swap-oob="afterbegin">{entries}</ol>'
-        if not self.log_started:
-            # Once per page: htmx reports an error for an out-of-band target that is gone.
-            self.log_started = True
-            html += '<li id="log-empty" hx-swap-oob="delete"></li>'
-        return html
+        # The placeholder is removed once per page: htmx reports an error for an
+        # out-of-band target that is already gone.
+        first, self.log_started = not self.log_started, True
+        return self._wrap("log_prepend", entries=Markup(entries), first=first)
 
     def _held(self, event: dict[str, Any]) -> str:
         card = self._block("held_card", event=event)
-        return f'<section id="held" hx-swap-oob="afterbegin">{card}</section>'
+        return self._wrap("held_prepend", card=Markup(card))
 
     def _status(self, event: dict[str, Any]) -> str:
         return self._block("status", status=status_from_event(event))
 
     def _live_status(self, ok: bool, text: str) -> str:
-        css = "live-status" if ok else "live-status live-bad"
-        return f'<p id="live-status" class="{css}" aria-live="polite" hx-swap-oob="true">{text}</p>'
+        return self._block("live_status", live_ok=ok, live_text=text, oob=True)
+
+    def _wrap(self, block: str, **context: Any) -> str:
+        """An out-of-band wrapper from `_live.html`: where a fragment goes on the page."""
+        return render_block(self.services.templates, WRAPPERS, block, **context)
 
 
 def status_from_event(event: dict[str, Any] | None) -> dict[str, Any]:

@@ -100,6 +100,9 @@ async def charger_page(request: Request) -> Response:
         panels.update(await panel.page_context(services, identity))
     context = {
         **panels,
+        "oob": False,
+        "live_ok": True,
+        "live_text": "Live updates: connecting…",
         "identity": identity,
         "status": status,
         "state": presence.get("state") if presence else None,
