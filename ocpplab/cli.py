@@ -84,11 +84,13 @@ def check_broker(settings: Settings) -> None:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How ocpplab runs under uvicorn; shared by the CLI and the tests' real servers."""
+    from ocpplab.handshake import TolerantWebSocketProtocol
+
     ping = settings.ping_interval or None
     return {
         "host": settings.host,
         "port": settings.port,
-        "ws": "websockets-sansio",
+        "ws": TolerantWebSocketProtocol,
         "ws_max_size": settings.max_frame_size,
         "ws_ping_interval": ping,
         "ws_ping_timeout": settings.ping_timeout if ping else None,
