@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from ocpplab import api, configure, operations, pages, simulation
 from ocpplab.broker import Broker, broker_from_url
@@ -33,6 +34,30 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+class ChargerSocketsFirst:
+    """Hand charger websockets (`/ocpp/{identity}`, and `/ocpp` or `/` without one) to the
+    gateway before the rest of the middleware and the router.
+
+    A charger connection lives for days; each layer it passes through keeps a coroutine
+    frame alive for as long as it is open. Skipping the page-only layers (security
+    headers, dashboard auth, routing) saves memory on every idle charger. Chargers have
+    their own auth in the gateway.
+    """
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            path: str = scope["path"]
+            if path.startswith("/ocpp/") or path in {"/ocpp", "/"}:
+                scope["path_params"] = {"identity": path[len("/ocpp/") :]}
+                await self.gateway.serve(WebSocket(scope, receive, send))
+                return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -141,9 +166,6 @@ def create_app(
         Route("/", pages.index, name="index"),
         Route("/start", pages.start, methods=["POST"], name="start"),
         Route("/healthz", pages.healthz, name="healthz"),
-        WebSocketRoute("/ocpp/{identity:path}", gateway.serve, name="charger_socket"),
-        WebSocketRoute("/ocpp", gateway.serve, name="charger_socket_without_identity"),
-        WebSocketRoute("/", gateway.serve, name="charger_socket_at_root"),
         Route("/ocpp/{identity:path}", gateway.not_upgraded, name="charger_over_http"),
         Route("/ocpp", gateway.not_upgraded, name="charger_over_http_without_identity"),
         Route("/chargers/{identity:identity}", pages.charger_page, name="charger_page"),
@@ -190,6 +212,7 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            Middleware(ChargerSocketsFirst, gateway=gateway),
             Middleware(SecurityHeaders),
             Middleware(DashboardAuth, password=settings.dashboard_password),
         ],
