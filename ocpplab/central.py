@@ -123,9 +123,7 @@ class CentralSystem:
             "concurrent": concurrent,
         }
         async with self.broker.subscribe(events_channel(identity)) as events:
-            receivers = await self.broker.publish(commands_channel(identity), json.dumps(command))
-            if receivers == 0:
-                raise ChargerOffline(f"no charger {identity!r} is connected")
+            await self._command(identity, command)
             if not wait:
                 return Outcome(unique_id, action, "sent")
             return await self._await_outcome(events, unique_id, action)
@@ -158,11 +156,18 @@ class CentralSystem:
                 )
         raise CallTimeout(f"{action} {unique_id}: no outcome from the charger's gateway")
 
+    async def _command(self, identity: str, command: dict[str, Any]) -> None:
+        """Hand a command to whichever process holds the charger; raises `ChargerOffline`."""
+        if await self.broker.publish(commands_channel(identity), json.dumps(command)) == 0:
+            raise ChargerOffline(f"no charger {identity!r} is connected")
+
     async def send_frame(self, identity: str, text: str) -> None:
         """Send `text` to the charger exactly as given; raises `ChargerOffline`."""
-        command = json.dumps({"op": "raw", "text": text})
-        if await self.broker.publish(commands_channel(identity), command) == 0:
-            raise ChargerOffline(f"no charger {identity!r} is connected")
+        await self._command(identity, {"op": "raw", "text": text})
+
+    async def cancel(self, identity: str, unique_id: str) -> None:
+        """Take a queued call out of the queue before it is sent (an outcome follows)."""
+        await self._command(identity, {"op": "cancel", "unique_id": unique_id})
 
     async def answer_held(self, identity: str, unique_id: str, reply: dict[str, Any]) -> bool:
         """Answer a held (manual) call. True when this answer won, False when it was too late.
@@ -173,8 +178,7 @@ class CentralSystem:
         token = uuid.uuid4().hex
         command = {"op": "answer", "unique_id": unique_id, "reply": reply, "token": token}
         async with self.broker.subscribe(events_channel(identity)) as events:
-            if await self.broker.publish(commands_channel(identity), json.dumps(command)) == 0:
-                raise ChargerOffline(f"no charger {identity!r} is connected")
+            await self._command(identity, command)
             try:
                 async with asyncio.timeout(ANSWER_WAIT):
                     async for item in events:

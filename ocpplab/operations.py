@@ -32,7 +32,6 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ocpplab import schemas
-from ocpplab.broker import commands_channel
 from ocpplab.central import Outcome
 from ocpplab.examples import example_request
 from ocpplab.exceptions import BrokerError, CallTimeout, ChargerOffline
@@ -592,14 +591,12 @@ async def cancel_call(request: Request) -> Response:
     if refused:
         return refused
     unique_id = (await _submitted(request)).get("unique_id", "")
-    command = json.dumps({"op": "cancel", "unique_id": unique_id})
-    channel = commands_channel(request.path_params["identity"])
     try:
-        receivers = await _services(request).broker.publish(channel, command)
+        await _services(request).central.cancel(request.path_params["identity"], unique_id)
+    except ChargerOffline:
+        return PlainTextResponse("charger offline: nothing is queued", status_code=409)
     except BrokerError as exc:
         return PlainTextResponse(f"the broker is unavailable: {exc}", status_code=503)
-    if receivers == 0:
-        return PlainTextResponse("charger offline: nothing is queued", status_code=409)
     return Response(status_code=204)
 
 
