@@ -21,6 +21,7 @@ import logging
 import math
 import random
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -311,17 +312,7 @@ class ChargerSession:
                 )
             )
             self.gateway.sessions[identity] = self
-            remote = self.websocket.client
-            self.emit(
-                {
-                    "kind": "connected",
-                    "session": self.id,
-                    "remote": f"{remote.host}:{remote.port}" if remote else "unknown",
-                    "subprotocol": self.subprotocol,
-                    "warnings": self.warnings,
-                },
-                always=True,
-            )
+            self.emit(self._connected_event(), always=True)
             await self._write_presence()
             self._schedule_flush()
             code, reason = 1006, ""
@@ -377,18 +368,16 @@ class ChargerSession:
     # Frames from the charger
 
     async def receive_frame(self, text: str) -> None:
-        clock = self.gateway.clock
-        if not self._take_token(clock.monotonic()):
-            frame = parse(text)
+        frame = parse(text)
+        if not self._take_token(self.gateway.clock.monotonic()):
             if isinstance(frame, Call):
                 await self.send(
                     CallError(frame.unique_id, "GenericError", "rate limit exceeded").to_json()
                 )
             self.notice(f"rate limit of {self.gateway.settings.rate_limit} frames/s exceeded")
             return
-        frame = parse(text)
         if isinstance(frame, InvalidFrame):
-            self._frame_event("in", text, frame, note=frame.reason, invalid=True)
+            self._frame_event("in", text, frame, note=frame.reason)
             if frame.reply is not None:
                 await self.send(frame.reply.to_json(), frame.reply)
             return
@@ -530,9 +519,9 @@ class ChargerSession:
 
     def submit(self, call: Call, *, concurrent: bool = False) -> None:
         self.outbox.submit(call, concurrent=concurrent)
-        queued = [item.call.unique_id for item in self.outbox.queued]
         self._pump()
-        if call.unique_id in [item.call.unique_id for item in self.outbox.queued]:
+        queued = [item.call.unique_id for item in self.outbox.queued]
+        if call.unique_id in queued:
             position = queued.index(call.unique_id) + 1
             self.emit(
                 {
@@ -547,11 +536,8 @@ class ChargerSession:
 
     def _pump(self) -> None:
         """Send every call that may go now, and arm its timeout."""
-        now = self.gateway.clock.monotonic()
-        loop = asyncio.get_running_loop()
-        for item in self.outbox.due(now):
-            timer = loop.call_later(self.outbox.timeout, self._expire_calls)
-            self._timers.add(timer)
+        for item in self.outbox.due(self.gateway.clock.monotonic()):
+            self._call_later(self.outbox.timeout, self._expire_calls)
             text = item.call.to_json()
             self._spawn(self.send(text, item.call, action=item.call.action))
             self.emit(
@@ -722,10 +708,9 @@ class ChargerSession:
         violations: list[schemas.Violation] | None = None,
         note: str | None = None,
         action: str | None = None,
-        invalid: bool = False,
         at: datetime.datetime | None = None,
     ) -> None:
-        kind = "invalid" if invalid or frame is None else message_type_name(frame)
+        kind = "invalid" if frame is None else message_type_name(frame)
         self._seq += 1
         record: FrameRecord = (
             self._seq,
@@ -868,15 +853,19 @@ class ChargerSession:
         task.add_done_callback(self._tasks.discard)
 
     def _later(self, delay: float, function: Any, *args: Any) -> None:
-        loop = asyncio.get_running_loop()
+        """Run the coroutine function `function(*args)` in `delay` seconds."""
+        self._call_later(delay, lambda: self._spawn(function(*args)))
+
+    def _call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Call `callback` in `delay` seconds unless the charger has gone by then."""
         timer: asyncio.TimerHandle
 
         def fire() -> None:
             self._timers.discard(timer)
             if not self._closed:
-                self._spawn(function(*args))
+                callback()
 
-        timer = loop.call_later(delay, fire)
+        timer = asyncio.get_running_loop().call_later(delay, fire)
         self._timers.add(timer)
 
     async def _broker_call(self, awaitable: Any) -> Any:
