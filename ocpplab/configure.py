@@ -22,6 +22,7 @@ from ocpplab import schemas
 from ocpplab.exceptions import BrokerError, InvalidRule
 from ocpplab.identity import identity_problem
 from ocpplab.origin import cross_site
+from ocpplab.protocol import dumps_compact
 from ocpplab.responder import (
     MAX_DELAY,
     MAX_HOLD,
@@ -129,7 +130,7 @@ def summary(rule: Rule) -> str:
 
 
 def _short(payload: Any) -> str:
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    text = dumps_compact(payload)
     return text if len(text) <= 60 else text[:57] + "…"
 
 

@@ -14,6 +14,7 @@ from ocpplab.exceptions import BrokerError, ChargerOffline
 from ocpplab.identity import from_user_input, identity_problem
 from ocpplab.live import status_from_event
 from ocpplab.origin import cross_site
+from ocpplab.responder import ResponderSettings
 from ocpplab.services import Services
 
 
@@ -32,13 +33,8 @@ def base_url(request: Request) -> str:
 
 def central_system_url(request: Request) -> str:
     """The URL to type into the charger: ws(s)://host/ocpp/ (the charger appends its id)."""
-    url = base_url(request)
-    url = (
-        "wss://" + url.split("://", 1)[1]
-        if url.startswith(("https", "wss"))
-        else ("ws://" + url.split("://", 1)[1])
-    )
-    return url + "/ocpp/"
+    scheme, rest = base_url(request).split("://", 1)
+    return f"{'wss' if scheme in {'https', 'wss'} else 'ws'}://{rest}/ocpp/"
 
 
 async def index(request: Request) -> Response:
@@ -59,16 +55,9 @@ def render_index(
             "identity": identity,
             "error": error,
             "connected": connected[:50],
-            **page_extras(request),
         },
         status_code=status,
     )
-
-
-def page_extras(request: Request) -> dict[str, Any]:
-    """Context that panels added by later features need on every page."""
-    extras: dict[str, Any] = getattr(request.app.state, "page_extras", {})
-    return extras
 
 
 async def start(request: Request) -> Response:
@@ -111,7 +100,6 @@ async def charger_page(request: Request) -> Response:
         "responder": responder,
         "charger_url": central_system_url(request) + quote(identity, safe=""),
         "live_path": request.url_for("live", identity=identity).path,
-        **page_extras(request),
     }
     return services.templates.TemplateResponse(request, "charger.html", context)
 
@@ -123,9 +111,7 @@ async def _status_or_none(services: Services, identity: str) -> dict[str, Any] |
         return None
 
 
-async def _responder_or_default(services: Services, identity: str) -> Any:
-    from ocpplab.responder import ResponderSettings
-
+async def _responder_or_default(services: Services, identity: str) -> ResponderSettings:
     try:
         return await services.central.responder_settings(identity)
     except BrokerError:

@@ -34,7 +34,7 @@ class Call:
     payload: Any
 
     def to_json(self) -> str:
-        return _dumps([CALL, self.unique_id, self.action, self.payload])
+        return dumps_compact([CALL, self.unique_id, self.action, self.payload])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class CallResult:
     payload: Any
 
     def to_json(self) -> str:
-        return _dumps([CALLRESULT, self.unique_id, self.payload])
+        return dumps_compact([CALLRESULT, self.unique_id, self.payload])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class CallError:
     details: Any = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
-        return _dumps([CALLERROR, self.unique_id, self.code, self.description, self.details])
+        return dumps_compact([CALLERROR, self.unique_id, self.code, self.description, self.details])
 
 
 Frame = Call | CallResult | CallError
@@ -82,10 +82,6 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 # Integer literals of 19 digits or more may not fit in 64 bits; orjson reads them as floats.
 _DIGITS = bytes(0 if ord("0") <= byte <= ord("9") else 1 for byte in range(256))
 _LONG_NUMBER = bytes(19)
-
-
-def _dumps(value: Any) -> str:
-    return dumps_compact(value)
 
 
 def dumps_compact(value: Any) -> str:

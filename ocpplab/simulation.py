@@ -224,6 +224,4 @@ routes = [
 def install(app: Any, simulations: Simulations) -> None:
     """Make the simulations reachable from views and templates (`simulations` in pages)."""
     app.state.simulations = simulations
-    extras = dict(getattr(app.state, "page_extras", {}) or {})
-    extras["simulations"] = simulations
-    app.state.page_extras = extras
+    app.state.services.templates.env.globals["simulations"] = simulations

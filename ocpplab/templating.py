@@ -53,10 +53,6 @@ def frame_body(raw: str) -> Any:
     return pretty_json(value)
 
 
-def compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def clock_time(iso: str | None) -> str:
     """`2026-11-26T14:03:05.123Z` -> `14:03:05.123`: enough for a live log."""
     if not iso or "T" not in iso:
@@ -87,7 +83,6 @@ def make_templates() -> Jinja2Templates:
     )
     environment.globals["url_for"] = url_for
     environment.filters["pretty_json"] = pretty_json
-    environment.filters["compact_json"] = compact_json
     environment.filters["frame_body"] = frame_body
     environment.filters["clock_time"] = clock_time
     environment.filters["dom_id"] = dom_id
