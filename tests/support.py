@@ -55,10 +55,9 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@dataclasses.dataclass
-class RunningServer:
-    app: Any
-    server: uvicorn.Server
+class Loopback:
+    """The base URLs of a server on 127.0.0.1 that knows its `port`."""
+
     port: int
 
     @property
@@ -68,6 +67,13 @@ class RunningServer:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+
+@dataclasses.dataclass
+class RunningServer(Loopback):
+    app: Any
+    server: uvicorn.Server
+    port: int
 
     def charger_url(self, identity: str) -> str:
         return f"{self.ws}/ocpp/{identity}"

@@ -33,7 +33,15 @@ from ocpp.v16 import call, call_result
 
 from ocpplab.broker import presence_key, settings_key
 from ocpplab.gateway import CLOSE_REPLACED
-from tests.support import REDIS_URL, Charger, PageClient, exchange, missing, ocpp_charger
+from tests.support import (
+    REDIS_URL,
+    Charger,
+    Loopback,
+    PageClient,
+    exchange,
+    missing,
+    ocpp_charger,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -72,21 +80,13 @@ def ocpplab_env(**extra: str) -> dict[str, str]:
 
 
 @dataclasses.dataclass
-class Instance:
+class Instance(Loopback):
     """One running `python -m ocpplab` process."""
 
     name: str
     port: int
     process: subprocess.Popen[bytes]
     log: IO[bytes]
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def charger_url(self, identity: str) -> str:
         return f"{self.ws}/ocpp/{quote(identity, safe='')}"
