@@ -22,9 +22,9 @@ from ocpplab.exceptions import (
     UnknownAction,
 )
 from ocpplab.identity import identity_problem
-from ocpplab.pages import services_of
 from ocpplab.responder import DEFAULT_RULE, Rule
 from ocpplab.schemaform import fill_for_validation
+from ocpplab.services import services_of
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:

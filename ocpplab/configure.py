@@ -37,7 +37,7 @@ from ocpplab.schemaform import (
     fill_for_validation,
     read_form,
 )
-from ocpplab.services import Services
+from ocpplab.services import Services, services_of
 from ocpplab.templating import render_block
 
 TEMPLATE = "_configure.html"
@@ -264,13 +264,8 @@ def _details(state: RuleForm) -> Any:
 # HTTP handlers
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 def _render(request: Request, block: str, status: int = 200, **context: Any) -> HTMLResponse:
-    services = _services(request)
+    services = services_of(request)
     html = render_block(
         services.templates,
         TEMPLATE,
@@ -285,12 +280,12 @@ def _render(request: Request, block: str, status: int = 200, **context: Any) -> 
 def _checked(request: Request) -> tuple[str, str, Response | None]:
     identity = request.path_params["identity"]
     action = request.path_params.get("action", "")
-    problem = identity_problem(identity, _services(request).settings.max_identity_length)
+    problem = identity_problem(identity, services_of(request).settings.max_identity_length)
     if problem:
         return identity, action, HTMLResponse(problem, status_code=400)
     if action and action not in schemas.CHARGER_ACTIONS:
         return identity, action, HTMLResponse("unknown action", status_code=404)
-    if request.method == "POST" and cross_site(request, _services(request).settings.public_url):
+    if request.method == "POST" and cross_site(request, services_of(request).settings.public_url):
         return identity, action, HTMLResponse("cross-site form post refused", status_code=403)
     return identity, action, None
 
@@ -300,7 +295,7 @@ async def rule_form(request: Request) -> Response:
     identity, action, refused = _checked(request)
     if refused:
         return refused
-    services = _services(request)
+    services = services_of(request)
     try:
         settings = await services.central.responder_settings(identity)
     except BrokerError as exc:
@@ -314,7 +309,7 @@ async def save_rule(request: Request) -> Response:
     identity, action, refused = _checked(request)
     if refused:
         return refused
-    services = _services(request)
+    services = services_of(request)
     submitted = await request.form()
     preset_key = str(submitted.get("preset", ""))
     rule_json: dict[str, Any] | None
@@ -348,7 +343,7 @@ async def save_validation(request: Request) -> Response:
     identity, _, refused = _checked(request)
     if refused:
         return refused
-    services = _services(request)
+    services = services_of(request)
     policy = str((await request.form()).get("validation", ""))
     if policy not in {"lenient", "strict"}:
         return HTMLResponse("validation must be lenient or strict", status_code=422)

@@ -22,7 +22,7 @@ from ocpplab.broker import Signal, Subscription, commands_channel, events_channe
 from ocpplab.gateway import WATCH_TTL, refuse
 from ocpplab.identity import identity_problem
 from ocpplab.origin import cross_site
-from ocpplab.services import Services
+from ocpplab.services import Services, services_of
 from ocpplab.templating import render_block
 
 logger = logging.getLogger("ocpplab.live")
@@ -37,7 +37,7 @@ WRAPPERS = "_live.html"
 
 
 async def serve_page_socket(websocket: WebSocket) -> None:
-    services: Services = websocket.app.state.services
+    services = services_of(websocket)
     identity = websocket.path_params["identity"]
     problem = identity_problem(identity, services.settings.max_identity_length)
     if problem:

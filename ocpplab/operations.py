@@ -37,13 +37,12 @@ from ocpplab.examples import example_request
 from ocpplab.exceptions import BrokerError, CallTimeout, ChargerOffline
 from ocpplab.identity import identity_problem
 from ocpplab.origin import cross_site
-from ocpplab.responder import format_time
+from ocpplab.responder import NOW, format_time, substitute
 from ocpplab.schemaform import Field, attach_violations, build_fields, read_form
-from ocpplab.services import ExtraRenderer, Services
+from ocpplab.services import ExtraRenderer, Services, services_of
 from ocpplab.templating import render_block
 
 TEMPLATE = "_operations.html"
-NOW = "{now}"
 MAX_CALL_ROWS = 30
 CALL_EVENTS = ("queued", "sent", "outcome")
 
@@ -101,13 +100,7 @@ def raw_example(key: str) -> str:
 
 def with_now(payload: Any, now: datetime.datetime) -> Any:
     """`{now}` anywhere in the payload becomes the time of sending, UTC with `Z`."""
-    if payload == NOW:
-        return format_time(now)
-    if isinstance(payload, dict):
-        return {key: with_now(value, now) for key, value in payload.items()}
-    if isinstance(payload, list):
-        return [with_now(item, now) for item in payload]
-    return payload
+    return substitute(payload, {NOW: format_time(now)})[0]
 
 
 def _pretty(payload: Any) -> str:
@@ -426,14 +419,9 @@ async def page_context(services: Services, identity: str) -> dict[str, Any]:
 # HTTP handlers
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 def _refusal(request: Request, *, action: str | None = None) -> Response | None:
     """Why this request cannot be served at all, as a response; None when it can."""
-    settings = _services(request).settings
+    settings = services_of(request).settings
     problem = identity_problem(request.path_params["identity"], settings.max_identity_length)
     if problem:
         return PlainTextResponse(problem, status_code=400)
@@ -448,7 +436,7 @@ def _refusal(request: Request, *, action: str | None = None) -> Response | None:
 
 def _render(request: Request, *blocks: tuple[str, dict[str, Any]], status: int = 200) -> Response:
     """One or more blocks of the panel's template, as one HTML answer."""
-    templates = _services(request).templates
+    templates = services_of(request).templates
     identity = request.path_params["identity"]
     html = "".join(
         render_block(templates, TEMPLATE, block, identity=identity, connection=request, **context)
@@ -468,7 +456,7 @@ async def operation_form(request: Request) -> Response:
     refused = _refusal(request, action=action)
     if refused:
         return refused
-    services = _services(request)
+    services = services_of(request)
     payload = await _prefill(services, request.path_params["identity"], action)
     context = {
         "op_form": OperationForm.prefilled(action, payload),
@@ -485,7 +473,7 @@ async def send_operation(request: Request) -> Response:
     refused = _refusal(request, action=action)
     if refused:
         return refused
-    services = _services(request)
+    services = services_of(request)
     form, payload, problems = read_operation(
         action, await _submitted(request), services.clock.now()
     )
@@ -543,7 +531,7 @@ async def send_raw(request: Request) -> Response:
         feedback = RawFeedback()
     else:
         try:
-            await _services(request).central.send_frame(request.path_params["identity"], text)
+            await services_of(request).central.send_frame(request.path_params["identity"], text)
         except ChargerOffline:
             feedback, status = RawFeedback("offline"), 409
         except BrokerError as exc:
@@ -563,7 +551,7 @@ async def change_configuration(request: Request) -> Response:
         return refused
     submitted = await _submitted(request)
     payload = {"key": submitted.get("key", ""), "value": submitted.get("value", "")}
-    result, status = await _change(_services(request), request.path_params["identity"], payload)
+    result, status = await _change(services_of(request), request.path_params["identity"], payload)
     return _render(request, ("change_result", {"op_change": result}), status=status)
 
 
@@ -592,7 +580,7 @@ async def cancel_call(request: Request) -> Response:
         return refused
     unique_id = (await _submitted(request)).get("unique_id", "")
     try:
-        await _services(request).central.cancel(request.path_params["identity"], unique_id)
+        await services_of(request).central.cancel(request.path_params["identity"], unique_id)
     except ChargerOffline:
         return PlainTextResponse("charger offline: nothing is queued", status_code=409)
     except BrokerError as exc:

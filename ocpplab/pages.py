@@ -15,12 +15,7 @@ from ocpplab.identity import from_user_input, identity_problem
 from ocpplab.live import status_from_event
 from ocpplab.origin import cross_site
 from ocpplab.responder import ResponderSettings
-from ocpplab.services import Services
-
-
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+from ocpplab.services import Services, services_of
 
 
 def base_url(request: Request) -> str:

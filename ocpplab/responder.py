@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from ocpplab import schemas
@@ -31,19 +32,10 @@ TRANSACTION_ID = "{transactionId}"
 
 def format_time(moment: datetime.datetime) -> str:
     """UTC, ISO 8601 with `Z`: the one form that strict chargers accept (QUIRKS.md)."""
-    # A call's answer, state and log share one reading of the clock: format it once.
     # isoformat is C code (strftime was a twentieth of the server's time under load) and
     # truncates to milliseconds as the `Z` form wants.
-    global _last_time
-    if _last_time[0] is moment:
-        return _last_time[1]
     utc = moment if moment.tzinfo is datetime.UTC else moment.astimezone(datetime.UTC)
-    text = utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
-    _last_time = (moment, text)
-    return text
-
-
-_last_time: tuple[datetime.datetime | None, str] = (None, "")
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -201,27 +193,36 @@ def default_payload(action: str, context: AnswerContext) -> dict[str, Any]:
     return {}
 
 
+def substitute(value: Any, replacements: Mapping[str, Any]) -> tuple[Any, set[str]]:
+    """`value` with every JSON string equal to a key of `replacements` replaced, at any
+    depth; also which of those placeholders occurred."""
+    used: set[str] = set()
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            if item in replacements:
+                used.add(item)
+                return replacements[item]
+            return item
+        if isinstance(item, dict):
+            return {key: walk(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [walk(inner) for inner in item]
+        return item
+
+    return walk(value), used
+
+
 def fill_placeholders(value: Any, context: AnswerContext) -> tuple[Any, bool]:
     """Replace "{now}" and "{transactionId}" anywhere in a payload.
 
     Returns the filled payload and whether the transaction id was used, so that the next
     answer gets the next id.
     """
-    if value == NOW:
-        return format_time(context.now), False
-    if value == TRANSACTION_ID:
-        return context.transaction_id, True
-    if isinstance(value, dict):
-        used = False
-        filled: dict[str, Any] = {}
-        for key, item in value.items():
-            filled[key], item_used = fill_placeholders(item, context)
-            used = used or item_used
-        return filled, used
-    if isinstance(value, list):
-        pairs = [fill_placeholders(item, context) for item in value]
-        return [item for item, _ in pairs], any(used for _, used in pairs)
-    return value, False
+    filled, used = substitute(
+        value, {NOW: format_time(context.now), TRANSACTION_ID: context.transaction_id}
+    )
+    return filled, TRANSACTION_ID in used
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

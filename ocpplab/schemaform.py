@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from ocpplab import schemas
+from ocpplab.responder import NOW, TRANSACTION_ID, substitute
 
 Kind = Literal["text", "integer", "number", "boolean", "enum", "datetime", "json", "object"]
 
 FIELD_PREFIX = "f."
-PLACEHOLDERS = ("{now}", "{transactionId}")
+PLACEHOLDERS = (NOW, TRANSACTION_ID)
 
 
 @dataclasses.dataclass
@@ -223,12 +224,4 @@ def _nearest(by_path: dict[str, Field], path: str) -> Field | None:
 
 def fill_for_validation(payload: Any) -> Any:
     """Stand-ins for placeholders, so that `{now}` counts as a valid date-time."""
-    if payload == "{now}":
-        return "2026-01-01T00:00:00.000Z"
-    if payload == "{transactionId}":
-        return 1
-    if isinstance(payload, dict):
-        return {key: fill_for_validation(value) for key, value in payload.items()}
-    if isinstance(payload, list):
-        return [fill_for_validation(item) for item in payload]
-    return payload
+    return substitute(payload, {NOW: "2026-01-01T00:00:00.000Z", TRANSACTION_ID: 1})[0]

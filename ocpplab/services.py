@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from starlette.requests import HTTPConnection
 from starlette.templating import Jinja2Templates
 
 from ocpplab.broker import Broker
@@ -27,3 +28,9 @@ class Services:
     central: CentralSystem
     templates: Jinja2Templates
     extra_renderers: dict[str, ExtraRenderer] = dataclasses.field(default_factory=dict)
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    """The app's `Services`, from any request or websocket it serves."""
+    services: Services = connection.app.state.services
+    return services
