@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from ocpplab.app import create_app
-from ocpplab.cli import RefusedHandshakeNoise, collect_garbage_rarely
+from ocpplab.cli import prepare_server_process
 from ocpplab.config import Settings
 
-# Each worker process gets what `ocpplab` gives its one process (see cli.serve).
-collect_garbage_rarely()
-logging.getLogger("uvicorn.error").addFilter(RefusedHandshakeNoise())
+prepare_server_process()
 app = create_app(Settings.from_env(os.environ))

@@ -116,7 +116,6 @@ def collect_garbage_rarely() -> None:
     with a thousand busy chargers (and Redis) it ran every few seconds and held all answers
     up for 100 ms or more. Nearly all garbage here goes by reference counting; the young
     generations are still collected as often, and only cycles that outlive them wait longer.
-    Worker processes (`--workers` > 1) do the same in `ocpplab.asgi`.
     """
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
@@ -134,15 +133,21 @@ class RefusedHandshakeNoise(logging.Filter):
         return record.getMessage() != "ASGI callable returned without completing handshake."
 
 
+def prepare_server_process() -> None:
+    """What every process that serves ocpplab sets up: `ocpplab` itself, and each worker
+    process of `--workers` > 1 (in `ocpplab.asgi`)."""
+    collect_garbage_rarely()
+    logging.getLogger("uvicorn.error").addFilter(RefusedHandshakeNoise())
+
+
 def serve(settings: Settings) -> None:
     import uvicorn
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("uvicorn.error").addFilter(RefusedHandshakeNoise())
+    prepare_server_process()
     options = uvicorn_options(settings)
-    collect_garbage_rarely()
     scheme = "https" if settings.ssl_certfile else "http"
     print(
         f"ocpplab: dashboard {scheme}://{settings.host}:{settings.port}/ · chargers connect to "
