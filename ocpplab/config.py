@@ -86,6 +86,21 @@ def _existing_file(text: str) -> str | None:
     return text
 
 
+def _host_list(text: str) -> tuple[str, ...]:
+    hosts = tuple(item.strip().lower() for item in text.split(",") if item.strip())
+    for host in hosts:
+        if any(char in host for char in "/:@ "):
+            raise ValueError(f"{host!r} is not a host name (no scheme, port or path)")
+    return hosts
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _log_level(text: str) -> str:
     lowered = text.lower()
     if lowered not in {"critical", "error", "warning", "info", "debug"}:
@@ -145,13 +160,53 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "Seconds an identity's responder settings are kept after their last change.",
     ),
+    Setting(
+        "allowed_hosts",
+        "",
+        _host_list,
+        "Extra Host names the dashboard, API and page sockets answer to (comma-separated); "
+        "IP literals, localhost and the public URL's host are always allowed. Chargers may "
+        "send any Host.",
+    ),
+    Setting(
+        "list_chargers",
+        "false",
+        _bool,
+        "List connected identities on the landing page even without a dashboard password "
+        "(on a public lab an identity is the key to a charger's page).",
+    ),
     Setting("replay_size", "200", int, "Recent frames kept in memory per charger for new pages."),
+    Setting(
+        "replay_bytes",
+        "262144",
+        _non_negative_int,
+        "Bytes of recent frames kept per charger for new pages; larger frames are kept "
+        "truncated.",
+    ),
+    Setting(
+        "replay_total_bytes",
+        "67108864",
+        _non_negative_int,
+        "Bytes of recent frames kept for all chargers of this process together.",
+    ),
     Setting("max_frame_size", "1048576", _positive_int, "Largest websocket frame accepted."),
     Setting(
         "rate_limit",
         "100",
         _positive_int,
         "Frames per second a charger may send before frames are refused (burst: twice).",
+    ),
+    Setting(
+        "flood_disconnect",
+        "10",
+        _seconds,
+        "Seconds a charger may stay over the rate limit before it is disconnected; 0: never.",
+    ),
+    Setting(
+        "max_chargers",
+        "10000",
+        _positive_int,
+        "Charger connections this process holds at once; more are refused with 503.",
     ),
     Setting("max_identity_length", "48", _positive_int, "Longest charger identity accepted."),
     Setting(
@@ -178,6 +233,13 @@ SETTINGS: tuple[Setting, ...] = (
         _optional_text,
         "When set, chargers must use HTTP Basic auth (security profile 1): "
         "username = identity, password = this.",
+    ),
+    Setting(
+        "charger_passwords",
+        "",
+        _existing_file,
+        "JSON file mapping identity to password (security profile 1, one password per "
+        "charger); checked before OCPPLAB_CHARGER_PASSWORD.",
     ),
     Setting(
         "dashboard_password",
@@ -210,14 +272,21 @@ class Settings:
     call_timeout: float = 30.0
     manual_timeout: float = 120.0
     settings_ttl: int = 604800
+    allowed_hosts: tuple[str, ...] = ()
+    list_chargers: bool = False
     replay_size: int = 200
+    replay_bytes: int = 262144
+    replay_total_bytes: int = 67108864
     max_frame_size: int = 1048576
     rate_limit: int = 100
+    flood_disconnect: float = 10.0
+    max_chargers: int = 10000
     max_identity_length: int = 48
     require_subprotocol: bool = False
     ping_interval: float = 30.0
     ping_timeout: float = 60.0
     charger_password: str | None = None
+    charger_passwords: str | None = None
     dashboard_password: str | None = None
     max_simulated: int = 5
     log_level: str = "info"
