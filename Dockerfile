@@ -1,4 +1,18 @@
 # ocpplab in one container: docker build -t ocpplab . && docker run -p 127.0.0.1:8000:8000 ocpplab
+# The build stage makes the wheel (templates and static files inside it); the final image
+# installs only that wheel, so it holds no source checkout.
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY ocpplab ocpplab
+COPY templates templates
+COPY static static
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -6,11 +20,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-WORKDIR /app
-COPY . .
-# Editable on purpose: ocpplab reads templates/ and static/ next to the package
-# (ocpplab/templating.py), and a wheel holds only the package.
-RUN pip install -e . \
+COPY --from=build /wheels /tmp/wheels
+RUN pip install /tmp/wheels/ocpplab-*.whl \
+    && rm -r /tmp/wheels \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin ocpplab
 
 USER ocpplab
