@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any, Literal
 
 import orjson
@@ -23,6 +24,12 @@ MESSAGE_TYPE_NAMES = {CALL: "CALL", CALLRESULT: "CALLRESULT", CALLERROR: "CALLER
 
 # OCPP-J 1.6 section 4.1.4 "The message ID": a string of at most 36 characters.
 MAX_UNIQUE_ID_LENGTH = 36
+# Arrays and objects a frame may nest, its own array included. The deepest OCPP 1.6 frame
+# nests six (StopTransaction, SetChargingProfile), OCPP 2.0.1's fourteen. Deeper text is not
+# read: the standard library's parser (and every walk over the value) would recurse towards
+# Python's limit and raise RecursionError, and checking the depth costs a pass over the
+# text per level.
+MAX_DEPTH = 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,28 +89,111 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 # Integer literals of 19 digits or more may not fit in 64 bits; orjson reads them as floats.
 _DIGITS = bytes(0 if ord("0") <= byte <= ord("9") else 1 for byte in range(256))
 _LONG_NUMBER = bytes(19)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# What the nesting check keeps of a frame's bytes: brackets, braces and string quotes.
+_NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b'[]{}"')
+_BRACES_AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_QUOTED = re.compile(rb'"[^"]*"')
+# `[2, "uniqueId"` at the start of a frame: a unique id of 36 characters may take 216 when
+# each is written as a \uXXXX escape.
+_FRAME_START = re.compile(r'\s*\[\s*([234])\s*,\s*("(?:[^"\\]|\\.){0,216}")')
+
+
+class TooDeep(ValueError):
+    """JSON text that nests arrays and objects deeper than `MAX_DEPTH`."""
+
+    def __init__(self) -> None:
+        super().__init__(f"arrays and objects nested deeper than {MAX_DEPTH} levels")
+
+
+def encodable(text: str) -> str:
+    """`text` with each lone surrogate written as its `\\uXXXX` escape, so UTF-8 can encode it.
+
+    JSON may spell a lone surrogate (`"\\ud800"`), and Python reads it into a string that
+    no UTF-8 encoder takes: sending or publishing such text would fail. In JSON text the
+    escape is the same value again; on a page it shows what the charger sent.
+    """
+    if text.isascii():
+        return text
+    return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def dumps_compact(value: Any) -> str:
-    """`value` as compact JSON text, non-ASCII characters kept as they are."""
+    """`value` as compact JSON text, non-ASCII characters kept as they are.
+
+    Lone surrogates are the exception: they are written as `\\uXXXX` escapes, so that the
+    text can always be sent, published and shown (`encodable`).
+    """
     try:
         text = orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return _ENCODER.encode(value)
+        return encodable(_ENCODER.encode(value))
     if b"null" in text:  # perhaps a NaN or an infinity, which orjson writes as null
-        return _ENCODER.encode(value)
+        return _ENCODER.encode(value)  # orjson took it: no lone surrogate in it
     return text.decode()
 
 
+def nests_too_deep(data: bytes) -> bool:
+    """Whether JSON text nests arrays and objects deeper than `MAX_DEPTH`, read without parsing.
+
+    Only bytes operations, each a pass in C: strings are dropped (their brackets do not
+    count), then each pass removes the innermost `[]` pairs; text still left after
+    `MAX_DEPTH` passes nests deeper. Text that is not JSON is left to the parser.
+    """
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False
+    if b"\\" in data:  # escaped backslashes first, then escaped quotes, are string content
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = data.translate(None, _NOT_STRUCTURE)
+    if b'"' in structure:
+        # Adjacent quotes open and close a string, or close one and open the next with
+        # no bracket between: either way, dropping them keeps every string delimited.
+        structure = structure.replace(b'""', b"")
+        if b'"' in structure:
+            structure = _QUOTED.sub(b"", structure)
+    structure = structure.translate(_BRACES_AS_BRACKETS)
+    for _ in range(MAX_DEPTH):
+        inner_removed = structure.replace(b"[]", b"")
+        if not inner_removed or len(inner_removed) == len(structure):
+            return False
+        structure = inner_removed
+    return True
+
+
 def loads(text: str | bytes) -> Any:
-    """JSON text to a value, exactly as `json.loads` reads it (and fails on it)."""
+    """JSON text to a value, exactly as `json.loads` reads it (and fails on it).
+
+    Text nested deeper than `MAX_DEPTH` raises `TooDeep` (a ValueError) before it is read.
+    """
     data = text.encode(errors="surrogatepass") if isinstance(text, str) else text
-    if _LONG_NUMBER in data.translate(_DIGITS):
-        return json.loads(text)
+    if nests_too_deep(data):
+        raise TooDeep
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+        if _LONG_NUMBER in data.translate(_DIGITS):
+            return json.loads(text)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return json.loads(text)
+    except RecursionError:  # text the nesting check left to the parser: not JSON at all
+        raise TooDeep from None
+
+
+def frame_start(text: str | bytes) -> tuple[int, str] | None:
+    """The message type and unique id a frame starts with, read without parsing the rest.
+
+    For a frame that cannot be parsed (too deep): its CALL can still be answered with the
+    CALLERROR that OCPP-J 1.6 section 4.2.3 asks for.
+    """
+    head = text[:512] if isinstance(text, str) else text[:512].decode(errors="replace")
+    match = _FRAME_START.match(head)
+    if match is None:
+        return None
+    try:
+        unique_id = json.loads(match.group(2))
+    except ValueError:
+        return None
+    return int(match.group(1)), unique_id
 
 
 def message_type_name(frame: Frame | InvalidFrame) -> str:
@@ -120,6 +210,8 @@ def parse(text: str | bytes) -> Frame | InvalidFrame:
     """Read one websocket message as an OCPP-J frame, or say exactly why it is not one."""
     try:
         value = loads(text)
+    except TooDeep as exc:
+        return _too_deep(text, exc)
     except (ValueError, UnicodeDecodeError) as exc:
         return InvalidFrame(f"not JSON: {exc}")
     if not isinstance(value, list):
@@ -137,6 +229,25 @@ def parse(text: str | bytes) -> Frame | InvalidFrame:
             return InvalidFrame("a CALLRESULT is [3, uniqueId, {payload}]", unique_id)
         return CallResult(unique_id, value[2])
     return _parse_call_error(value, unique_id)
+
+
+def _too_deep(text: str | bytes, exc: TooDeep) -> InvalidFrame:
+    """A frame too deep to read. A CALL among them is answered with FormationViolation.
+
+    OCPP-J 1.6 section 4.2.3: FormationViolation is "payload for Action is syntactically
+    incorrect or not conform the PDU structure for Action". No OCPP 1.6 PDU nests this
+    deep, so such a payload cannot conform to its action's structure, whatever the action;
+    ProtocolError ("payload for Action is incomplete") says something else.
+    """
+    reason = f"not read: {exc}"
+    start = frame_start(text)
+    if start is None:
+        return InvalidFrame(reason)
+    message_type, unique_id = start
+    if message_type != CALL or not 0 < len(unique_id) <= MAX_UNIQUE_ID_LENGTH:
+        return InvalidFrame(reason, unique_id)
+    reply = CallError(unique_id, "FormationViolation", f"the frame was {reason}")
+    return InvalidFrame(reason, unique_id, reply)
 
 
 def _parse_call(value: list[Any], unique_id: str) -> Call | InvalidFrame:
