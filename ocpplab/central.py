@@ -27,8 +27,39 @@ from ocpplab.config import Settings
 from ocpplab.exceptions import BrokerError, CallTimeout, ChargerOffline, UnknownAction
 from ocpplab.gateway import Gateway
 from ocpplab.responder import ResponderSettings, Rule
+from ocpplab.roster import LISTED
 
 ANSWER_WAIT = 3.0
+
+
+def offline(identity: str) -> dict[str, Any]:
+    """The status of an identity that no instance holds."""
+    return {
+        "identity": identity,
+        "connected": False,
+        "connected_since": None,
+        "subprotocol": None,
+        "state": None,
+    }
+
+
+def _as_new(session: str, generation: int | None, record: dict[str, Any]) -> bool:
+    """Whether a session of this instance is the one `record` names, or a newer one whose
+    record is being written."""
+    if session == record.get("session"):
+        return True
+    named = record.get("generation")
+    return isinstance(named, int) and generation is not None and generation > named
+
+
+def _presence(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and record.get("connected") else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,21 +86,39 @@ class CentralSystem:
     # Charger status
 
     async def status(self, identity: str) -> dict[str, Any]:
-        """`connected`, since when, subprotocol and derived state, wherever the charger is."""
-        session = self.gateway.sessions.get(identity)
-        if session is not None:
-            return session.presence()
+        """`connected`, since when, subprotocol and derived state, wherever the charger is.
+
+        One source of truth for every view: the presence record, which only the newest
+        connection of the identity may write (`broker.Fence`). It names the session and
+        the instance that holds it; that instance answers from the live session (whose
+        state the record carries some seconds late), any other from the record, as long
+        as the holder's instance record is alive. So no two instances disagree on who
+        holds a charger, also right after a takeover across hosts, and a record left by
+        a connection that is gone, or by an instance that died, says "not connected".
+        Raises `BrokerError` when the broker cannot be read.
+        """
         text = await self.broker.get(presence_key(identity))
-        if text:
-            presence: dict[str, Any] = json.loads(text)
-            return presence
-        return {
-            "identity": identity,
-            "connected": False,
-            "connected_since": None,
-            "subprotocol": None,
-            "state": None,
-        }
+        record = _presence(text)
+        if record is None:
+            return offline(identity)
+        roster = self.gateway.roster
+        if record.get("instance") == roster.instance:
+            session = self.gateway.sessions.get(identity)
+            if session is None or not _as_new(session.id, session.generation, record):
+                return offline(identity)
+            return session.presence()
+        if not await roster.alive(str(record.get("instance"))):
+            return offline(identity)
+        return record
+
+    async def connected(self, limit: int = LISTED) -> tuple[int, list[dict[str, Any]]]:
+        """How many chargers the whole central system holds, and the first `limit` of them
+        by identity (presence-like records: identity, connected_since, subprotocol, session).
+
+        Every instance's chargers with Redis (see `roster`); this process's with the memory
+        broker. Raises `BrokerError` when the other instances' records cannot be read.
+        """
+        return await self.gateway.roster.connected(limit)
 
     # Responder settings
 

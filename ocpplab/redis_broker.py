@@ -6,9 +6,11 @@ SUBSCRIBEd when its first subscriber arrives and UNSUBSCRIBEd when its last one 
 Commands (PUBLISH, GET, SET, DEL) share a small blocking pool of connections; the
 gateway's events go out in pipelines (`publish_many`), never one connection per call.
 
-Redis is a broker here, never a log: only responder settings and presence snapshots are
-written to keys (see `broker.settings_key`, `broker.presence_key`); frames only pass
-through channels.
+Redis is a broker here, never a log: only responder settings, presence snapshots, two
+counters per identity and one small record per instance are written to keys (see the key
+functions in `broker`); frames only pass through channels. The compound operations
+(`incr`, the fenced writes, instance records) are each one atomic round trip: a MULTI
+pipeline or a Lua script.
 
 Faults are part of the contract. When the PubSub connection drops, every subscription
 gets `Signal.INTERRUPTED` once; the listener reconnects on its own with capped
@@ -33,12 +35,14 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ocpplab.broker import Broker, Callback, Signal, Subscription
+from ocpplab.broker import Broker, Callback, Fence, Signal, Subscription
 from ocpplab.exceptions import BrokerError, BrokerUnavailable
+from ocpplab.logs import log_failure
 
 logger = logging.getLogger("ocpplab.redis")
 
@@ -52,6 +56,34 @@ BACKOFF_FIRST = 0.1
 BACKOFF_CAP = 5.0
 HEALTH_INTERVAL = 5.0  # an idle PubSub connection is PINGed this often, and must answer
 SUBSCRIBE_WAIT = 2.0
+
+# KEYS: counter[, key]; ARGV: generation, counter ttl (ms)[, value, ttl (ms)]. A counter
+# lower than the writer's (lost with a restart) is raised to it, so it keeps fencing.
+_FENCE = """
+local current = tonumber(redis.call('GET', KEYS[1])) or 0
+local generation = tonumber(ARGV[1])
+if current > generation then return 0 end
+if current < generation then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+"""
+SET_FENCED = _FENCE + "redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])\nreturn 1\n"
+DELETE_FENCED = """
+if (tonumber(redis.call('GET', KEYS[1])) or 0) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+def _text(value: bytes | str) -> str:
+    # The pool decodes replies; the stubs cannot know.
+    return value if isinstance(value, str) else value.decode()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
 
 
 def redact(url: str) -> str:
@@ -101,6 +133,7 @@ class RedisBroker(Broker):
         self._confirmations: dict[str, deque[asyncio.Future[None]]] = {}
         self._connected = False
         self._pubsub_writes: set[asyncio.Task[None]] = set()
+        self._scripts: dict[str, AsyncScript] = {}
 
     @property
     def connected(self) -> bool:
@@ -150,6 +183,7 @@ class RedisBroker(Broker):
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
             self._client = None
+        self._scripts.clear()
 
     # Publishing and keys
 
@@ -180,6 +214,64 @@ class RedisBroker(Broker):
 
     async def delete(self, key: str) -> None:
         await self._command(self._live_client().delete(key))
+
+    async def incr(self, key: str, ttl: float) -> int:
+        client = self._live_client()
+        with _translated(self.safe_url):
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.pexpire(key, _ms(ttl))
+                number, _ = await pipe.execute()
+        return int(number)
+
+    async def set_fenced(self, key: str, value: str, ttl: float, fence: Fence) -> bool:
+        keys = [fence.counter, key]
+        args: list[str | int] = [fence.generation, _ms(fence.ttl), value, _ms(ttl)]
+        return bool(await self._script(SET_FENCED, keys, args))
+
+    async def delete_fenced(self, key: str, fence: Fence) -> bool:
+        return bool(await self._script(DELETE_FENCED, [fence.counter, key], [fence.generation]))
+
+    async def _script(self, source: str, keys: list[str], args: list[str | int]) -> Any:
+        """Run a Lua script by its SHA (EVALSHA), loading it first when Redis lacks it."""
+        client = self._live_client()
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = client.register_script(source)
+        with _translated(self.safe_url):
+            return await script(keys=keys, args=args, client=client)
+
+    async def put_member(self, group: str, key: str, value: str, ttl: float) -> None:
+        client = self._live_client()
+        with _translated(self.safe_url):
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set(key, value, px=_ms(ttl))
+                pipe.sadd(group, key)
+                # The set goes too once every member stopped renewing itself.
+                pipe.pexpire(group, _ms(ttl))
+                await pipe.execute()
+
+    async def members(self, group: str) -> dict[str, str]:
+        client = self._live_client()
+        keys = sorted(_text(key) for key in await self._command(client.smembers(group)))
+        if not keys:
+            return {}
+        values = [
+            None if value is None else _text(value)
+            for value in await self._command(client.mget(keys))
+        ]
+        gone = [key for key, value in zip(keys, values, strict=True) if value is None]
+        if gone:
+            await self._command(client.srem(group, *gone))
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+
+    async def delete_member(self, group: str, key: str) -> None:
+        client = self._live_client()
+        with _translated(self.safe_url):
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.srem(group, key)
+                await pipe.execute()
 
     async def ping(self) -> bool:
         if not self._connected or self._client is None:
@@ -277,7 +369,7 @@ class RedisBroker(Broker):
             except (RedisError, OSError, TimeoutError) as exc:
                 self._interrupt(exc)
             except Exception as exc:  # never let the listener die: it is the only one
-                logger.exception("the Redis listener failed")
+                log_failure(logger, "the Redis listener failed")
                 self._interrupt(exc)
             await self._drop_connection()
             await self._drop_pooled_connections()
@@ -431,4 +523,4 @@ def _deliver(subscription: Subscription, item: str | Signal) -> None:
     try:
         subscription.deliver(item)
     except Exception:
-        logger.exception("a subscriber's callback failed on channel %s", subscription.channel)
+        log_failure(logger, "a subscriber's callback failed")

@@ -16,16 +16,22 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ocpplab.broker import (
+    SUBSCRIBER_QUEUE_BYTES,
     SUBSCRIBER_QUEUE_SIZE,
+    SWEEP_MIN,
     Broker,
+    Fence,
     MemoryBroker,
     Signal,
     Subscription,
     broker_from_url,
     commands_channel,
     events_channel,
+    generation_key,
+    instance_key,
     presence_key,
     settings_key,
+    transactions_key,
 )
 from ocpplab.exceptions import BrokerError
 from ocpplab.redis_broker import RedisBroker, redact
@@ -178,11 +184,38 @@ async def test_a_slow_subscriber_is_told_it_lost_messages(broker: Broker, channe
         assert await next_item(slow) == "after the loss"
 
 
+async def test_a_slow_subscriber_holds_a_bounded_number_of_bytes(
+    broker: Broker, channel: str
+) -> None:
+    big = "x" * (SUBSCRIBER_QUEUE_BYTES // 4 + 1)
+    async with broker.subscribe(channel) as slow:
+        await broker.publish_many([(channel, big) for _ in range(10)])
+        async with broker.subscribe(channel) as marker:
+            await broker.publish(channel, "marker")
+            while await next_item(marker) != "marker":
+                pass
+        kept = []
+        while (item := slow.get_nowait()) is not None:
+            kept.append(item)
+
+    # A fourth big one would pass SUBSCRIBER_QUEUE_BYTES; the small marker still fits, after
+    # the news of the loss.
+    assert kept == [big, big, big, Signal.OVERFLOW, "marker"]
+
+
 # Identities never reach each other's names
 
 
 def test_tricky_identities_get_distinct_names() -> None:
-    for name in (events_channel, commands_channel, settings_key, presence_key):
+    for name in (
+        events_channel,
+        commands_channel,
+        settings_key,
+        presence_key,
+        generation_key,
+        transactions_key,
+        instance_key,
+    ):
         names = {name(identity) for identity in TRICKY_IDENTITIES}
         assert len(names) == len(TRICKY_IDENTITIES)
         for escaped in names:
@@ -243,9 +276,107 @@ async def test_a_new_ttl_replaces_the_old_one(broker: Broker, channel: str) -> N
     await broker.delete(key)
 
 
+# Counters, fenced writes and instance records: what exact takeover and many workers use
+
+
+async def test_incr_counts_from_one_and_keeps_counting(broker: Broker, channel: str) -> None:
+    assert [await broker.incr(channel, 60) for _ in range(3)] == [1, 2, 3]
+    assert await broker.get(channel) == "3"
+    await broker.delete(channel)
+
+
+async def test_incr_renews_the_expiry(broker: Broker, channel: str) -> None:
+    await broker.incr(channel, 0.3)
+    await asyncio.sleep(0.2)
+    await broker.incr(channel, 0.3)
+    await asyncio.sleep(0.2)
+    assert await broker.get(channel) == "2"
+    await asyncio.sleep(0.3)
+    assert await broker.get(channel) is None
+    assert await broker.incr(channel, 60) == 1
+    await broker.delete(channel)
+
+
+async def test_simultaneous_incr_hands_out_each_number_once(broker: Broker, channel: str) -> None:
+    numbers = await asyncio.gather(*(broker.incr(channel, 60) for _ in range(50)))
+    assert sorted(numbers) == list(range(1, 51))
+    await broker.delete(channel)
+
+
+async def test_only_the_newest_generation_writes_or_deletes(broker: Broker, channel: str) -> None:
+    counter, key = channel + ":generation", channel + ":presence"
+    older = Fence(counter, await broker.incr(counter, 60), 60)
+    newer = Fence(counter, await broker.incr(counter, 60), 60)
+    assert await broker.set_fenced(key, "newer", 60, newer) is True
+    assert await broker.set_fenced(key, "older", 60, older) is False
+    assert await broker.get(key) == "newer"
+    assert await broker.delete_fenced(key, older) is False
+    assert await broker.get(key) == "newer"
+    assert await broker.delete_fenced(key, newer) is True
+    assert await broker.get(key) is None
+    assert await broker.get(counter) == "2"  # left to expire: numbers are never handed out twice
+    await broker.delete(counter)
+
+
+async def test_a_fenced_write_restores_a_lost_counter(broker: Broker, channel: str) -> None:
+    """A Redis restarted without persistence forgets the counter; the holder puts it back."""
+    counter, key = channel + ":generation", channel + ":presence"
+    assert await broker.set_fenced(key, "held by 3", 60, Fence(counter, 3, 60)) is True
+    assert await broker.get(counter) == "3"
+    assert await broker.set_fenced(key, "by 2", 60, Fence(counter, 2, 60)) is False
+    assert await broker.incr(counter, 60) == 4
+    assert await broker.get(key) == "held by 3"
+    await broker.delete(key)
+    await broker.delete(counter)
+
+
+async def test_a_fenced_write_renews_the_counter_and_sets_the_key_ttl(
+    broker: Broker, channel: str
+) -> None:
+    counter, key = channel + ":generation", channel + ":presence"
+    fence = Fence(counter, await broker.incr(counter, 0.3), 0.3)
+    await asyncio.sleep(0.2)
+    assert await broker.set_fenced(key, "short", 0.3, fence) is True
+    await asyncio.sleep(0.2)
+    assert await broker.get(counter) == "1"
+    assert await broker.get(key) == "short"
+    await asyncio.sleep(0.3)
+    assert await broker.get(counter) is None
+    assert await broker.get(key) is None
+
+
+async def test_members_are_the_live_keys_of_a_group(broker: Broker, channel: str) -> None:
+    group = channel + ":group"
+    assert await broker.members(group) == {}
+    await broker.put_member(group, channel + ":a", "short", 0.3)
+    await broker.put_member(group, channel + ":b", "long", 60)
+    assert await broker.members(group) == {channel + ":a": "short", channel + ":b": "long"}
+    await asyncio.sleep(0.5)
+    assert await broker.members(group) == {channel + ":b": "long"}
+    await broker.put_member(group, channel + ":b", "renewed", 60)
+    assert await broker.members(group) == {channel + ":b": "renewed"}
+    await broker.delete_member(group, channel + ":b")
+    assert await broker.members(group) == {}
+    assert await broker.get(channel + ":b") is None
+
+
 async def test_ping_and_connected(broker: Broker) -> None:
     assert await broker.ping() is True
     assert broker.connected is True
+
+
+async def test_the_memory_broker_forgets_keys_that_expire_unread() -> None:
+    """One counter per identity that ever connected must not pile up in memory for good."""
+    broker = MemoryBroker()
+    expiring = 4 * SWEEP_MIN
+    for number in range(expiring):
+        await broker.incr(f"ocpplab:generation:CP-{number}", 0.01)
+    await asyncio.sleep(0.05)
+    # The next sweep comes at most when the store has doubled since the last one.
+    for number in range(2 * expiring):
+        await broker.set(f"ocpplab:presence:CP-{number}", "{}", 60)
+    assert not [key for key in broker._values if key.startswith("ocpplab:generation:")]
+    assert len(broker._values) == 2 * expiring
 
 
 # Redis only: what the in-memory broker cannot get wrong
@@ -304,6 +435,51 @@ async def test_redis_subscription_is_live_when_the_context_opens(channel: str) -
     finally:
         await listener.stop()
         await publisher.stop()
+
+
+@pytest.mark.redis
+async def test_redis_counters_and_fences_hold_across_processes(channel: str) -> None:
+    """Two brokers (as two instances would) share one counter; each sees the other's fence."""
+    await redis_or_missing()
+    first, second = RedisBroker(REDIS_URL), RedisBroker(REDIS_URL)
+    await first.start()
+    await second.start()
+    counter, key = channel + ":generation", channel + ":presence"
+    try:
+        numbers = await asyncio.gather(
+            *(broker.incr(counter, 60) for broker in (first, second) * 20)
+        )
+        assert sorted(numbers) == list(range(1, 41))
+        assert await first.set_fenced(key, "39", 60, Fence(counter, 39, 60)) is False
+        assert await second.set_fenced(key, "40", 60, Fence(counter, 40, 60)) is True
+        assert await first.delete_fenced(key, Fence(counter, 39, 60)) is False
+        assert await first.get(key) == "40"
+    finally:
+        await first.delete(counter)
+        await first.delete(key)
+        await first.stop()
+        await second.stop()
+
+
+@pytest.mark.redis
+async def test_redis_fenced_writes_survive_a_script_cache_flush(channel: str) -> None:
+    """A Redis restart empties the script cache; EVALSHA then falls back to loading it."""
+    await redis_or_missing()
+    broker = RedisBroker(REDIS_URL)
+    await broker.start()
+    client = aioredis.Redis.from_url(REDIS_URL)
+    counter, key = channel + ":generation", channel + ":presence"
+    try:
+        fence = Fence(counter, 1, 60)
+        assert await broker.set_fenced(key, "before", 60, fence) is True
+        await client.script_flush()
+        assert await broker.set_fenced(key, "after", 60, fence) is True
+        assert await broker.get(key) == "after"
+        assert 59_000 < await client.pttl(counter) <= 60_000
+    finally:
+        await client.delete(counter, key)
+        await client.aclose()
+        await broker.stop()
 
 
 @pytest.mark.redis

@@ -227,7 +227,11 @@ async def test_chargers_are_answered_through_an_outage_and_pages_resume(
             assert await authorize(charger) == "Blocked"
             await charger.call(call.Heartbeat())
             assert await http_status(server, "/healthz") == 503
-            response = await client.post(api + "/frames", content='[2,"x","Heartbeat",{}]')
+            response = await client.post(
+                api + "/frames",
+                content='[2,"x","Heartbeat",{}]',
+                headers={"Content-Type": "application/json"},
+            )
             assert response.status_code == 503
             # A charger that connects during the outage is served too.
             async with ocpp_charger(server.charger_url("CP-2"), "CP-2") as newcomer:
@@ -243,7 +247,11 @@ async def test_chargers_are_answered_through_an_outage_and_pages_resume(
             # The page hears the charger again, and commands reach it again.
             await charger.call(call.DataTransfer(vendor_id="after-the-outage"))
             await page.wait_for("after-the-outage")
-            response = await client.post(api + "/frames", content='[2,"r","Heartbeat",{}]')
+            response = await client.post(
+                api + "/frames",
+                content='[2,"r","Heartbeat",{}]',
+                headers={"Content-Type": "application/json"},
+            )
             assert response.status_code == 202
             assert await authorize(charger) == "Blocked"
 

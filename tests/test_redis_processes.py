@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -31,7 +33,7 @@ import websockets
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
 
-from ocpplab.broker import presence_key, settings_key
+from ocpplab.broker import generation_key, presence_key, settings_key, transactions_key
 from ocpplab.gateway import CLOSE_REPLACED
 from tests.support import (
     REDIS_URL,
@@ -42,6 +44,7 @@ from tests.support import (
     missing,
     ocpp_charger,
 )
+from tests.test_redis_faults import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -286,7 +289,9 @@ async def test_a_raw_frame_sent_on_b_reaches_the_charger_on_a_as_typed(
         websockets.connect(a.charger_url(identity), subprotocols=["ocpp1.6"]) as charger,  # type: ignore[list-item]
     ):
         await wait_connected(client, b, identity)
-        response = await client.post(b.api(identity, "/frames"), content=text)
+        response = await client.post(
+            b.api(identity, "/frames"), content=text, headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 202, response.text
         async with asyncio.timeout(5):
             assert await charger.recv() == text
@@ -449,10 +454,108 @@ class HalfDeadCharger:
         self.writer.close()
 
 
+# Many instances, one central system: transaction ids, counts, status
+
+
+async def test_transaction_ids_count_on_when_the_charger_moves_between_instances(
+    pair: tuple[Instance, Instance], identity: str
+) -> None:
+    """Back on the same instance at once; on another one once the count reached Redis.
+
+    The count goes to Redis just after the answer, never before it (answering does not wait
+    on Redis): milliseconds, less than any charger takes to reconnect. The instance itself
+    knows at once.
+    """
+    a, b = pair
+    start = {"connectorId": 1, "idTag": "TAG", "meterStart": 0, "timestamp": "2025-01-01T00:00:00Z"}
+    ids: list[int] = []
+    previous: Instance | None = None
+    for visit, instance in enumerate((a, b, b, a)):
+        if previous is not None and instance is not previous:
+            await until(lambda: counted_transactions(identity, len(ids)), 2)
+        async with websockets.connect(
+            instance.charger_url(identity),
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        ) as charger:
+            for number in range(2):
+                frame = [2, f"start-{visit}-{number}", "StartTransaction", start]
+                ids.append((await exchange(charger, frame))[2]["transactionId"])
+        previous = instance
+    assert ids == list(range(1, 9))
+
+
+async def counted_transactions(identity: str, number: int) -> bool:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return bool(client.get(transactions_key(identity)) == str(number).encode())
+    finally:
+        client.close()
+
+
+async def test_healthz_and_the_landing_page_count_every_instance_s_chargers(
+    tmp_path: Path,
+) -> None:
+    """On a Redis of the test's own, so that no other run's instances are counted.
+
+    A and B each count all five chargers; one closing is counted off everywhere; and when
+    A dies without a word (SIGKILL), B stops counting A's chargers and stops calling them
+    connected once A's instance record has expired, not when their presence records do.
+    """
+    if not shutil.which("redis-server"):
+        missing("redis-server (apt-get install -y redis-server)")
+    private = RedisServer(tmp_path)
+    private.start()
+    env = ocpplab_env(OCPPLAB_LIST_CHARGERS="true")
+    hexes = uuid.uuid4().hex
+    on_a = [f"CP-A{number}-{hexes[:8]}" for number in range(2)]
+    on_b = [f"CP-B{number}-{hexes[:8]}" for number in range(3)]
+    try:
+        a = start_instance("A", "--redis-url", private.url, env=env)
+        try:
+            b = start_instance("B", "--redis-url", private.url, env=env)
+        except BaseException:
+            stop_instance(a)
+            raise
+        with running(a, b):
+            async with contextlib.AsyncExitStack() as chargers, api_client() as client:
+                sockets = {
+                    identity: await chargers.enter_async_context(
+                        websockets.connect(
+                            instance.charger_url(identity),
+                            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                        )
+                    )
+                    for instance, identities in ((a, on_a), (b, on_b))
+                    for identity in identities
+                }
+
+                async def counted(number: int, *instances: Instance) -> bool:
+                    for instance in instances:
+                        health = (await client.get(instance.http + "/healthz")).json()
+                        if health["chargers"] != number:
+                            return False
+                    return True
+
+                await until(lambda: counted(5, a, b), 10)
+                for instance in (a, b):
+                    page = (await client.get(instance.http + "/")).text
+                    assert all(identity in page for identity in on_a + on_b), instance.name
+                await sockets[on_b[0]].close()
+                await until(lambda: counted(4, a, b), 10)
+                assert on_b[0] not in (await client.get(a.http + "/")).text
+                assert await is_connected(client, b, on_a[0])
+                a.process.kill()
+                await until(lambda: counted(2, b), 20)
+                await until(lambda: is_gone(client, b, on_a[0]), 5)
+                assert await is_connected(client, b, on_b[1])
+    finally:
+        private.stop()
+
+
 # Redis is a broker, not a log
 
 
-async def test_redis_holds_settings_and_presence_but_never_a_frame(
+async def test_redis_holds_settings_presence_and_counters_but_never_a_frame(
     pair: tuple[Instance, Instance], identity: str
 ) -> None:
     a, b = pair
@@ -514,9 +617,12 @@ async def test_redis_holds_settings_and_presence_but_never_a_frame(
             await asyncio.sleep(1.5)  # the state snapshot is flushed to presence each second
             await wait_connected(client, b, identity)
             keys, values = keys_and_values(identity)
-    assert keys <= {settings_key(identity), presence_key(identity)}
+    counters = {generation_key(identity), transactions_key(identity)}
+    assert keys <= {settings_key(identity), presence_key(identity), *counters}
     assert settings_key(identity) in keys
     assert presence_key(identity) in keys
+    for key in counters:
+        assert values[key].isdigit(), f"{key} holds {values[key]!r}, not a count"
     for key, value in values.items():
         assert marker not in value.replace(marker[:20], ""), f"{key} holds a frame"
         assert '"StartTransaction"' not in value, f"{key} holds a frame"
