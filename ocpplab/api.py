@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette import responses
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ocpplab import schemas
 from ocpplab.exceptions import (
@@ -22,9 +23,20 @@ from ocpplab.exceptions import (
     UnknownAction,
 )
 from ocpplab.identity import identity_problem
+from ocpplab.protocol import dumps_compact
 from ocpplab.responder import DEFAULT_RULE, Rule
 from ocpplab.schemaform import fill_for_validation
 from ocpplab.services import services_of
+
+
+class JSONResponse(responses.JSONResponse):
+    """JSON as OCPP-J frames are written: a lone surrogate a charger sent is kept escaped.
+
+    Starlette's encoder writes such a character raw, which cannot be encoded as UTF-8.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return dumps_compact(content).encode()
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -159,7 +171,12 @@ async def call(request: Request) -> Response:
 
 
 async def frames(request: Request) -> Response:
-    """POST /api/chargers/{identity}/frames: the body goes to the charger exactly as given."""
+    """POST /api/chargers/{identity}/frames: the body goes to the charger exactly as given.
+
+    Like every API request that changes something, it must say `Content-Type:
+    application/json` (the request guard refuses others: a page of another site cannot
+    send that type), but the body itself need not be valid JSON: that is for experiments.
+    """
     identity, problem = _identity(request)
     if problem:
         return problem

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import HTTPConnection
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +19,7 @@ from ocpplab.central import CentralSystem
 from ocpplab.clock import Clock, SystemClock
 from ocpplab.config import Settings
 from ocpplab.gateway import Gateway
+from ocpplab.guard import DashboardAuth, RequestGuard
 from ocpplab.live import serve_page_socket
 from ocpplab.services import Services
 from ocpplab.templating import STATIC_DIR, make_templates
@@ -42,8 +39,8 @@ class ChargerSocketsFirst:
 
     A charger connection lives for days; each layer it passes through keeps a coroutine
     frame alive for as long as it is open. Skipping the page-only layers (security
-    headers, dashboard auth, routing) saves memory on every idle charger. Chargers have
-    their own auth in the gateway.
+    headers, the request guard, dashboard auth, routing) saves memory on every idle
+    charger. Chargers have their own auth in the gateway, and may send any Host.
     """
 
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
@@ -83,53 +80,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-class DashboardAuth:
-    """HTTP Basic auth for pages and the API when OCPPLAB_DASHBOARD_PASSWORD is set.
-
-    Chargers (`/ocpp/…`) have their own auth, and `/healthz` stays open for load balancers.
-    """
-
-    OPEN_PREFIXES = ("/ocpp", "/healthz")
-
-    def __init__(self, app: ASGIApp, password: str | None) -> None:
-        self.app = app
-        self.password = password
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            not self.password
-            or scope["type"] not in {"http", "websocket"}
-            or scope["path"].startswith(self.OPEN_PREFIXES)
-            or self._authorized(HTTPConnection(scope))
-        ):
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": "login required"})
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"www-authenticate", b'Basic realm="ocpplab dashboard"'),
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"Log in to use this dashboard.\n"})
-
-    def _authorized(self, connection: HTTPConnection) -> bool:
-        scheme, _, encoded = connection.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            _, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return hmac.compare_digest(password.encode(), (self.password or "").encode())
 
 
 def create_app(
@@ -214,6 +164,7 @@ def create_app(
         middleware=[
             Middleware(ChargerSocketsFirst, gateway=gateway),
             Middleware(SecurityHeaders),
+            Middleware(RequestGuard, settings=settings),
             Middleware(DashboardAuth, password=settings.dashboard_password),
         ],
     )

@@ -71,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "published for its first 10 s, so the load meets steady state after that [11]",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="instead of the mix, every charger sends worst-case frames (near 1 MiB, "
+        "violating their schema at every element, deeply nested, lone surrogates) at --rate "
+        "frames/s in all, while one more charger's Heartbeats are timed; reports peak RSS",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,6 +128,12 @@ async def _bench(args: argparse.Namespace) -> int:
     }
     try:
         command, env = _ocpplab_command(args)
+        if args.hostile:
+            results["config"]["mix"] = [name for name, _ in hostile_frames(MAX_FRAME)]
+            async with server_process(command, env, pin) as server:
+                results["hostile"] = await measure_hostile(server, args)
+            print(json.dumps(results, indent=2))
+            return 0
         async with server_process(command, env, pin) as server:
             results["ocpplab"] = await measure(server, args, watch=args.page_rate > 0)
         if args.compare_raw:
@@ -140,7 +153,8 @@ def _ocpplab_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str
     env = {key: value for key, value in os.environ.items() if not key.startswith("OCPPLAB_")}
     env.update(
         OCPPLAB_LOG_LEVEL="warning",
-        OCPPLAB_RATE_LIMIT="1000000",
+        # The hostile load keeps the default limit: it is part of what is measured.
+        OCPPLAB_RATE_LIMIT="100" if args.hostile else "1000000",
         OCPPLAB_WORKERS="1",
         OCPPLAB_REDIS_URL=args.redis_url or "",
     )
@@ -416,6 +430,124 @@ async def _wait_for_port(port: int, process: asyncio.subprocess.Process) -> None
         writer.close()
         return
     raise RuntimeError("no answer on its port within 30 s")
+
+
+# `--hostile`: the worst a charger may legally send, from many chargers at once
+
+MAX_FRAME = 1_048_576
+
+
+def hostile_frames(size: int) -> list[tuple[str, str]]:
+    """Frames just under `size` bytes that cost a server the most, each a CALL to answer."""
+    room = size - 200
+    numbers = ",".join(["1"] * (room // 2))
+    samples = ",".join(['{"value":"1"}'] * (room // 14))
+    return [
+        (
+            "MeterValues, a bare number at every sampledValue",
+            '[2,"h1","MeterValues",{"connectorId":1,"meterValue":[{"timestamp":'
+            f'"2026-01-01T00:00:00Z","sampledValue":[{numbers}]}}]}}]',
+        ),
+        (
+            "MeterValues, valid, tens of thousands of samples",
+            '[2,"h2","MeterValues",{"connectorId":1,"meterValue":[{"timestamp":'
+            f'"2026-01-01T00:00:00Z","sampledValue":[{samples}]}}]}}]',
+        ),
+        (
+            "DataTransfer, a 1 MiB string",
+            '[2,"h3","DataTransfer",{"vendorId":"V","data":"' + "x" * room + '"}]',
+        ),
+        (
+            "Heartbeat, nested 1,000 deep",
+            '[2,"h4","Heartbeat",{"a":' + "[" * 1000 + "]" * 1000 + "}]",
+        ),
+        (
+            "BootNotification, lone surrogates",
+            '[2,"\\ud800","BootNotification",{"chargePointVendor":"\\udcff","chargePointModel":"\\ud800"}]',
+        ),
+        ("not JSON, 1 MiB", '[2,"h6","DataTransfer",{"vendorId":"' + "y" * room),
+    ]
+
+
+async def measure_hostile(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
+    """Connect `--chargers` hostile chargers; send their frames; time a bystander; peak RSS."""
+    frames = [text for _, text in hostile_frames(MAX_FRAME)]
+    url = server.ocpp_url
+    options: dict[str, Any] = {
+        "subprotocols": ["ocpp1.6"],
+        "max_size": None,
+        "compression": None,
+        "proxy": None,
+        "ping_interval": None,
+    }
+    rss_idle = server.rss_bytes()
+    chargers = []
+    for number in range(args.chargers):
+        chargers.append(await connect(f"{url}hostile-{number}", **options))
+    peak = [server.rss_bytes()]
+    stop = asyncio.Event()
+    sent = [0]
+
+    async def sample_rss() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], server.rss_bytes())
+            await asyncio.sleep(0.05)
+
+    async def drain(connection: Any) -> None:
+        with contextlib.suppress(Exception):
+            async for _ in connection:
+                pass
+
+    async def hostile_load() -> None:
+        interval = 1.0 / args.rate if args.rate > 0 else 0.0
+        started = time.perf_counter()
+        while not stop.is_set() and time.perf_counter() - started < args.duration:
+            connection = chargers[sent[0] % len(chargers)]
+            await connection.send(frames[sent[0] % len(frames)])
+            sent[0] += 1
+            if interval:
+                await asyncio.sleep(interval)
+
+    latencies: list[float] = []
+
+    async def bystander() -> None:
+        async with connect(f"{url}bystander", **options) as connection:
+            number = 0
+            while not stop.is_set():
+                number += 1
+                began = time.perf_counter()
+                await connection.send(f'[2,"b{number}","Heartbeat",{{}}]')
+                await asyncio.wait_for(connection.recv(), args.call_timeout)
+                latencies.append(time.perf_counter() - began)
+                await asyncio.sleep(0.05)
+
+    tasks = [asyncio.create_task(drain(connection)) for connection in chargers]
+    tasks += [asyncio.create_task(sample_rss()), asyncio.create_task(bystander())]
+    cpu_before = server.cpu_seconds()
+    try:
+        await hostile_load()
+        await asyncio.sleep(2.0)  # let the server work off what was sent
+    finally:
+        stop.set()
+        for connection in chargers:
+            await connection.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    ordered = sorted(latencies)
+    return {
+        "chargers": args.chargers,
+        "frames_sent": sent[0],
+        "mib_sent": round(sum(len(frames[n % len(frames)]) for n in range(sent[0])) / 2**20, 1),
+        "server_cpu_s": round(server.cpu_seconds() - cpu_before, 2),
+        "server_rss_idle_mib": round(rss_idle / 2**20, 1),
+        "server_rss_peak_mib": round(peak[0] / 2**20, 1),
+        "bystander_heartbeats": len(ordered),
+        "bystander_rtt_ms": {
+            name: _ms(percentile(ordered, share))
+            for name, share in (("p50", 50), ("p99", 99), ("max", 100))
+        },
+    }
 
 
 # The bare websockets server of `--compare-raw`

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ocpplab",
         description="A self-hostable OCPP-J 1.6 central system for experimenting with chargers.",
         epilog="Every flag can also be set as an environment variable OCPPLAB_<NAME>.",
+        # A subcommand's own flags (`certs --charger`) may begin like a setting's flag
+        # (`--charger-password`); abbreviations would make them ambiguous.
+        allow_abbrev=False,
     )
     for setting in SETTINGS:
         parser.add_argument(
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_subcommands() -> None:
     # Imported here so that `ocpplab` alone starts without loading client-side tools.
-    for module in ("ocpplab.simulator", "ocpplab.bench"):
+    for module in ("ocpplab.simulator", "ocpplab.bench", "ocpplab.certs"):
         try:
             __import__(module)
         except ModuleNotFoundError as exc:
@@ -60,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {setting.name: getattr(args, setting.name) for setting in SETTINGS}
     try:
         settings = Settings.from_env(os.environ, overrides)
+        check_credentials(settings)
         check_broker(settings)
     except (ConfigError, BrokerError) as exc:
         print(f"ocpplab: {exc}", file=sys.stderr)
@@ -82,8 +86,26 @@ def check_broker(settings: Settings) -> None:
     asyncio.run(probe())
 
 
+def check_credentials(settings: Settings) -> None:
+    """Read the per-charger passwords file now, so that a bad one stops start-up cleanly."""
+    from ocpplab.credentials import ChargerCredentials
+
+    ChargerCredentials.from_settings(settings)
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """How ocpplab runs under uvicorn; shared by the CLI and the tests' real servers."""
+    """How ocpplab runs under uvicorn; shared by the CLI and the tests' real servers.
+
+    With a certificate, TLS is uvicorn's context hardened by `ocpplab.tls` (TLS 1.2+, the
+    OCPP 1.6 security whitepaper's suites). With a CA as well (profile 3), a client
+    certificate is asked for and, when sent, must be signed by that CA, or the handshake
+    fails; it is optional for TLS so that a browser without one still opens the dashboard
+    on the same port, and the gateway refuses every charger whose certificate is missing or
+    whose CN is not its identity.
+    """
+    import ssl
+
+    from ocpplab import tls
     from ocpplab.handshake import TolerantWebSocketProtocol
 
     ping = settings.ping_interval or None
@@ -101,7 +123,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ssl_certfile": settings.ssl_certfile,
         "ssl_keyfile": settings.ssl_keyfile,
         "ssl_ca_certs": settings.ssl_ca_certs,
-        "ssl_cert_reqs": 2 if settings.ssl_ca_certs else 0,
+        "ssl_cert_reqs": ssl.CERT_OPTIONAL if settings.ssl_ca_certs else ssl.CERT_NONE,
+        "ssl_ciphers": tls.CIPHERS,
+        "ssl_context_factory": tls.context_factory if settings.ssl_certfile else None,
     }
 
 
@@ -121,23 +145,13 @@ def collect_garbage_rarely() -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
-class RefusedHandshakeNoise(logging.Filter):
-    """Drop uvicorn's false alarm after a websocket is refused with an HTTP error.
-
-    websockets-sansio logs "ASGI callable returned without completing handshake." even when
-    the app sent a denial response (uvicorn issue, fix pending upstream). ocpplab refuses
-    bad identities and missing auth that way on purpose, and the charger gets the 400/401.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "ASGI callable returned without completing handshake."
-
-
 def prepare_server_process() -> None:
     """What every process that serves ocpplab sets up: `ocpplab` itself, and each worker
     process of `--workers` > 1 (in `ocpplab.asgi`)."""
+    from ocpplab import logs
+
     collect_garbage_rarely()
-    logging.getLogger("uvicorn.error").addFilter(RefusedHandshakeNoise())
+    logs.install_filters()
 
 
 def serve(settings: Settings) -> None:

@@ -180,8 +180,7 @@ SETTINGS: tuple[Setting, ...] = (
         "replay_bytes",
         "262144",
         _non_negative_int,
-        "Bytes of recent frames kept per charger for new pages; larger frames are kept "
-        "truncated.",
+        "Bytes of recent frames kept per charger for new pages; larger frames are kept truncated.",
     ),
     Setting(
         "replay_total_bytes",
@@ -207,6 +206,12 @@ SETTINGS: tuple[Setting, ...] = (
         "10000",
         _positive_int,
         "Charger connections this process holds at once; more are refused with 503.",
+    ),
+    Setting(
+        "max_pages",
+        "1000",
+        _positive_int,
+        "Page live sockets this process serves at once (at most 32 from one address).",
     ),
     Setting("max_identity_length", "48", _positive_int, "Longest charger identity accepted."),
     Setting(
@@ -281,6 +286,7 @@ class Settings:
     rate_limit: int = 100
     flood_disconnect: float = 10.0
     max_chargers: int = 10000
+    max_pages: int = 1000
     max_identity_length: int = 48
     require_subprotocol: bool = False
     ping_interval: float = 30.0

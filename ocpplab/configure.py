@@ -21,7 +21,6 @@ from starlette.routing import BaseRoute, Route
 from ocpplab import schemas
 from ocpplab.exceptions import BrokerError, InvalidRule
 from ocpplab.identity import identity_problem
-from ocpplab.origin import cross_site
 from ocpplab.protocol import dumps_compact
 from ocpplab.responder import (
     MAX_DELAY,
@@ -231,8 +230,8 @@ def read_rule_form(action: str, form: FormData) -> tuple[RuleForm, dict[str, Any
             leftover = attach_violations(state.fields, violations)
             state.problems.append(
                 f"Not saved: the answer breaks the {action} response schema in "
-                f"{len(violations)} place(s). Fix them, or tick “Save anyway” to answer "
-                "with an invalid payload on purpose."
+                f"{schemas.violation_count(violations)} place(s). Fix them, or tick "
+                "“Save anyway” to answer with an invalid payload on purpose."
             )
             state.problems.extend(leftover)
             return state, None
@@ -285,8 +284,6 @@ def _checked(request: Request) -> tuple[str, str, Response | None]:
         return identity, action, HTMLResponse(problem, status_code=400)
     if action and action not in schemas.CHARGER_ACTIONS:
         return identity, action, HTMLResponse("unknown action", status_code=404)
-    if request.method == "POST" and cross_site(request, services_of(request).settings.public_url):
-        return identity, action, HTMLResponse("cross-site form post refused", status_code=403)
     return identity, action, None
 
 

@@ -11,37 +11,40 @@ no task of its own besides the one the server gives its socket.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import datetime
-import hmac
 import json
 import logging
 import math
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ocpplab import schemas
+from ocpplab import schemas, tls, validation
 from ocpplab.broker import (
     Broker,
+    Fence,
     Signal,
     commands_channel,
     events_channel,
+    generation_key,
     presence_key,
     settings_key,
+    transactions_key,
 )
 from ocpplab.clock import Clock
 from ocpplab.config import Settings
+from ocpplab.credentials import ChargerCredentials
 from ocpplab.exceptions import BrokerError
 from ocpplab.identity import identity_problem
+from ocpplab.logs import log_failure
 from ocpplab.protocol import (
+    CALL,
     Call,
     CallError,
     CallResult,
@@ -50,9 +53,13 @@ from ocpplab.protocol import (
     Outgoing,
     check_call,
     dumps_compact,
+    encodable,
+    frame_start,
     message_type_name,
     parse,
 )
+from ocpplab.ratelimit import RateLimit
+from ocpplab.replay import FrameRecord, Replay, ReplayBudget, frame_size, shrunk_event, truncated
 from ocpplab.responder import (
     AnswerContext,
     Hold,
@@ -63,6 +70,7 @@ from ocpplab.responder import (
     format_time,
     respond,
 )
+from ocpplab.roster import Roster
 from ocpplab.state import ChargerState
 
 logger = logging.getLogger("ocpplab.gateway")
@@ -86,7 +94,14 @@ PRESENCE_SPREAD = 0.5
 SEEN_IDS = 64  # a charger's recent unique ids, to tell of duplicates
 PUBLISH_QUEUE_SIZE = 50_000
 PUBLISH_BATCH = 500
+PUBLISH_QUEUE_BYTES = 64 * 2**20
 CLOSE_REPLACED = "replaced by a new connection with the same identity"
+# An identity's connection counter outlives its last connection by this long (each presence
+# write renews it), so that a connection cut off from Redis meanwhile still finds it fenced.
+GENERATION_TTL = 3600.0
+RATE_LIMITED = "rate limit exceeded: this frame was not read"
+MAX_HELD = 20  # held (manual) calls per charger waiting for a person at once
+MAX_ACTION_SHOWN = 64  # an action name is a short word; a charger may send a megabyte
 
 
 class Gateway:
@@ -97,8 +112,15 @@ class Gateway:
         self.broker = broker
         self.clock = clock
         self.sessions: dict[str, ChargerSession] = {}
-        self.transaction_ids: dict[str, int] = {}
+        self.roster = Roster(broker, self.sessions)
+        self._writes: set[asyncio.Task[Any]] = set()
+        # identity -> (highest transaction id handed out, its writes to the broker pending)
+        self.transactions_unwritten: dict[str, tuple[int, int]] = {}
+        self.replay_budget = ReplayBudget(settings.replay_total_bytes)
+        self.connections = 0  # charger websockets being served, handshakes included
+        self.credentials = ChargerCredentials.from_settings(settings)
         self._outbound: asyncio.Queue[tuple[str, str]] = asyncio.Queue(PUBLISH_QUEUE_SIZE)
+        self._outbound_bytes = 0
         self._publisher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -107,17 +129,28 @@ class Gateway:
     async def stop(self) -> None:
         for session in list(self.sessions.values()):
             await session.close(1001, "the central system is shutting down")
+        await self.roster.close()
         if self._publisher is not None:
             self._publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher
 
     def publish_soon(self, channel: str, message: dict[str, Any]) -> None:
-        """Queue an event for the broker; never waits, so a charger is never slowed."""
+        """Queue an event for the broker; never waits, so a charger is never slowed.
+
+        Bounded in count and in bytes: a broker slower than the chargers loses events (the
+        pages are told by their subscription), never memory.
+        """
+        text = dumps_compact(message)
+        if self._outbound_bytes + len(text) > PUBLISH_QUEUE_BYTES:
+            logger.warning("event queue full: an event for a charger's pages was dropped")
+            return
         try:
-            self._outbound.put_nowait((channel, dumps_compact(message)))
+            self._outbound.put_nowait((channel, text))
         except asyncio.QueueFull:
-            logger.warning("event queue full: an event for %s was dropped", channel)
+            logger.warning("event queue full: an event for a charger's pages was dropped")
+            return
+        self._outbound_bytes += len(text)
 
     async def _publish_forever(self) -> None:
         # Whatever queued up meanwhile goes out as one batch (one Redis round trip).
@@ -125,34 +158,50 @@ class Gateway:
             batch = [await self._outbound.get()]
             while len(batch) < PUBLISH_BATCH and not self._outbound.empty():
                 batch.append(self._outbound.get_nowait())
+            self._outbound_bytes -= sum(len(text) for _, text in batch)
             try:
                 await self.broker.publish_many(batch)
             except BrokerError:
                 pass  # the broker reports the outage to pages itself; answering goes on
             except Exception:
-                logger.exception("publishing events failed")
+                log_failure(logger, "publishing events failed")
 
-    def next_transaction_id(self, identity: str) -> int:
-        return self.transaction_ids.get(identity, 1)
-
-    def use_transaction_id(self, identity: str) -> None:
-        self.transaction_ids[identity] = self.next_transaction_id(identity) + 1
+    def write_soon(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run a broker write that must not be cancelled when its session ends first."""
+        task = asyncio.ensure_future(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     async def serve(self, websocket: WebSocket) -> None:
-        """The charger endpoint, `WS /ocpp/{identity}`."""
+        """The charger endpoint, `WS /ocpp/{identity}`, within `max_chargers` connections.
+
+        A charger whose identity is connected already may still come in over the limit: it
+        is most likely the same charger reconnecting, and it replaces its old connection.
+        """
+        limit = self.settings.max_chargers
+        if self.connections >= limit and websocket.path_params.get("identity") not in self.sessions:
+            await refuse(
+                websocket,
+                503,
+                f"this central system holds {limit} charger connections, the most it allows "
+                "(OCPPLAB_MAX_CHARGERS); try again later",
+            )
+            return
+        self.connections += 1
+        try:
+            await self._serve(websocket)
+        finally:
+            self.connections -= 1
+
+    async def _serve(self, websocket: WebSocket) -> None:
         identity = websocket.path_params.get("identity", "")
         problem = identity_problem(identity, self.settings.max_identity_length)
         if problem:
             await refuse(websocket, 400, problem)
             return
-        if self.settings.charger_password and not self._authorized(websocket, identity):
-            await refuse(
-                websocket,
-                401,
-                "this central system needs HTTP Basic auth (OCPP security profile 1): "
-                "username = charger identity, password = AuthorizationKey",
-                {"WWW-Authenticate": 'Basic realm="ocpplab"'},
-            )
+        refusal = await self.credentials.check(websocket.scope, identity)
+        if refusal is not None:
+            await refuse(websocket, refusal.status, refusal.reason, refusal.headers)
             return
         offered = [item.strip() for item in websocket.scope.get("subprotocols", [])]
         warnings: list[str] = []
@@ -195,20 +244,6 @@ class Gateway:
             headers={"Upgrade": "websocket", "Connection": "Upgrade"},
         )
 
-    def _authorized(self, websocket: WebSocket, identity: str) -> bool:
-        # OCPP 1.6 security whitepaper, section 2.4 (profile 1): the password is the
-        # AuthorizationKey exactly as the charger sends it, even when it looks like hex.
-        scheme, _, encoded = websocket.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        username, _, password = decoded.partition(":")
-        expected = (self.settings.charger_password or "").encode()
-        return username == identity and hmac.compare_digest(password.encode(), expected)
-
 
 async def refuse(
     websocket: WebSocket, status: int, reason: str, headers: dict[str, str] | None = None
@@ -230,6 +265,8 @@ class ChargerSession:
         "_events",
         "_flush_at",
         "_flush_timer",
+        "_heard",
+        "_limit",
         "_presence_at",
         "_presence_due",
         "_presence_stale",
@@ -241,10 +278,11 @@ class ChargerSession:
         "_state_written_at",
         "_tasks",
         "_timers",
-        "_tokens",
-        "_tokens_at",
+        "_transaction_id",
+        "closing",
         "connected_since",
         "gateway",
+        "generation",
         "held",
         "id",
         "identity",
@@ -279,15 +317,22 @@ class ChargerSession:
         self.outbox = Outbox(gateway.settings.call_timeout)
         self.held: dict[str, tuple[Hold, asyncio.TimerHandle, dict[str, Any]]] = {}
         # Lists, trimmed by hand: an idle charger's deques cost 760 bytes each.
-        self.replay: list[dict[str, Any] | FrameRecord] = []
+        self.replay = Replay(
+            gateway.replay_budget,
+            max_items=gateway.settings.replay_size,
+            max_bytes=gateway.settings.replay_bytes,
+        )
         self.watched_until = gateway.clock.monotonic() + CONNECT_GRACE
         self.replaced = False
+        self.generation: int | None = None  # this connection's number; see _take_over
+        self._heard = 0  # the highest number another connection of the identity announced
+        self._transaction_id = 1  # the next one to hand out
         self._events = events_channel(identity)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._seen_ids: list[str] = []
-        self._tokens = float(2 * gateway.settings.rate_limit)
-        self._tokens_at = gateway.clock.monotonic()
+        self._limit = RateLimit(gateway.settings.rate_limit, gateway.clock.monotonic())
+        self.closing: tuple[int, str] | None = None  # why this side closes, when it does
         self._state_unsent = False  # changed since the last state event
         self._presence_stale = False  # changed since the last presence write
         self._presence_at = 0.0  # monotonic time of the last presence write
@@ -305,13 +350,9 @@ class ChargerSession:
     async def run(self) -> None:
         broker, identity = self.gateway.broker, self.identity
         self.responder = await self._load_responder_settings()
+        self._transaction_id = await self._load_transaction_id()
         async with broker.subscribe(commands_channel(identity), self._on_command):
-            await self._broker_call(
-                broker.publish(
-                    commands_channel(identity), json.dumps({"op": "takeover", "session": self.id})
-                )
-            )
-            self.gateway.sessions[identity] = self
+            await self._take_over()
             self.emit(self._connected_event(), always=True)
             await self._write_presence()
             self._schedule_flush()
@@ -330,12 +371,30 @@ class ChargerSession:
                 return int(message.get("code", 1006)), str(message.get("reason") or "")
             text = message.get("text")
             if text is None:
-                data = message.get("bytes") or b""
-                text = data.decode("utf-8", errors="replace")
-                self.notice("the charger sent a binary websocket frame; OCPP-J uses text frames")
+                text = self._binary_text(message.get("bytes") or b"")
             await self.receive_frame(text)
 
+    def _binary_text(self, data: bytes) -> str:
+        """A binary frame's bytes read as the text frame OCPP-J asks for, as far as they go.
+
+        Bytes that are not UTF-8 become U+FFFD, so the rest of the frame can still be
+        answered; the notice shows the first of them escaped.
+        """
+        notice = "the charger sent a binary websocket frame; OCPP-J uses text frames"
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = data.decode("utf-8", errors="replace")
+            first = data[exc.start : exc.end]
+            notice += f"; nor UTF-8 (from byte {exc.start}: {first!r}), shown as U+FFFD"
+        self.notice(notice)
+        return text
+
     async def _finish(self, code: int, reason: str) -> None:
+        if self._state_unsent and self.watched():
+            # The last change before a close must reach the pages (its timer dies here).
+            self._state_unsent = False
+            self.emit({"kind": "state", "state": self.state.to_json()})
         self._closed = True
         if self._flush_timer is not None:
             self._flush_timer.cancel()
@@ -349,18 +408,25 @@ class ChargerSession:
             self._outcome(item, "offline", error={"code": "", "description": "charger gone"})
         for task in list(self._tasks):
             task.cancel()
+        if self.closing is not None:
+            code, reason = self.closing
         if self.replaced:
             reason = CLOSE_REPLACED
         self.emit(
             {"kind": "disconnected", "session": self.id, "code": code, "reason": reason},
             always=True,
         )
+        self.replay.close()
         if self.gateway.sessions.get(self.identity) is self:
             del self.gateway.sessions[self.identity]
+            self.gateway.roster.changed()
             if not self.replaced:  # else the new connection, maybe on another host, owns it
-                await self._broker_call(self.gateway.broker.delete(presence_key(self.identity)))
+                await self._broker_call(
+                    self.gateway.broker.delete_fenced(presence_key(self.identity), self._fence())
+                )
 
     async def close(self, code: int, reason: str) -> None:
+        self.closing = self.closing or (code, reason)
         if not self._closed:
             with contextlib.suppress(Exception):
                 await self.websocket.close(code, reason)
@@ -368,14 +434,11 @@ class ChargerSession:
     # Frames from the charger
 
     async def receive_frame(self, text: str) -> None:
-        frame = parse(text)
-        if not self._take_token(self.gateway.clock.monotonic()):
-            if isinstance(frame, Call):
-                await self.send(
-                    CallError(frame.unique_id, "GenericError", "rate limit exceeded").to_json()
-                )
-            self.notice(f"rate limit of {self.gateway.settings.rate_limit} frames/s exceeded")
+        now = self.gateway.clock.monotonic()
+        if not self._limit.take(now):
+            await self._refuse_over_limit(text, now)
             return
+        frame = parse(text)
         if isinstance(frame, InvalidFrame):
             self._frame_event("in", text, frame, note=frame.reason)
             if frame.reply is not None:
@@ -384,7 +447,28 @@ class ChargerSession:
         if isinstance(frame, Call):
             await self._answer_call(frame, text)
         else:
-            self._receive_answer(frame, text)
+            await self._receive_answer(frame, text)
+
+    async def _refuse_over_limit(self, text: str, now: float) -> None:
+        """A frame over the rate limit: cheap to refuse, and a long flood is cut off."""
+        limit, settings = self._limit, self.gateway.settings
+        start = frame_start(text)
+        unique_id = start[1] if start is not None and start[0] == CALL else None
+        if unique_id is not None:
+            refusal = CallError(unique_id, "GenericError", RATE_LIMITED)
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await self._send_asgi({"type": "websocket.send", "text": refusal.to_json()})
+        count = limit.report_due(now)
+        if count:
+            self.notice(
+                f"rate limit of {settings.rate_limit} frames/s exceeded: frames are refused "
+                "(CALLs with a CALLERROR) and not shown"
+                if count == 1 and limit.flooding_for(now) == 0
+                else f"rate limit: {count} more frames refused"
+            )
+        if settings.flood_disconnect and limit.flooding_for(now) >= settings.flood_disconnect:
+            self.closing = (1008, f"over the rate limit for {settings.flood_disconnect:g} s")
+            self._spawn(self.close(*self.closing))
 
     async def _answer_call(self, call: Call, text: str) -> None:
         refusal = check_call(call)
@@ -392,10 +476,13 @@ class ChargerSession:
             self._frame_event("in", text, call, note=refusal.description)
             await self.send(refusal.to_json(), refusal)
             return
-        violations = schemas.validate(call.action, call.payload, response=False)
-        note = None
+        checked = await validation.SHARED.check(
+            call.action, call.payload, response=False, size=len(text)
+        )
+        violations, notes = (checked, []) if checked is not None else ([], [validation.NOT_CHECKED])
         if call.unique_id in self._seen_ids:
-            note = f"duplicate unique id {call.unique_id!r}: this charger already used it"
+            notes.append(f"duplicate unique id {call.unique_id!r}: this charger already used it")
+        note = "; ".join(notes) or None
         _append_bounded(self._seen_ids, call.unique_id, SEEN_IDS)
         now = self.gateway.clock.now()  # one reading for the call, its answer and the state
         self._frame_event("in", text, call, violations=violations, note=note, at=now)
@@ -421,22 +508,49 @@ class ChargerSession:
         self, call: Call, reply: Reply, at: datetime.datetime | None = None
     ) -> None:
         if reply.uses_transaction_id:
-            self.gateway.use_transaction_id(self.identity)
+            self._use_transaction_id()
         await self.send(reply.frame.to_json(), reply.frame, action=call.action, at=at)
         payload = reply.frame.payload if isinstance(reply.frame, CallResult) else None
         self._apply_state(call, payload, at)
 
-    def _receive_answer(self, frame: CallResult | CallError, text: str) -> None:
+    async def _receive_answer(self, frame: CallResult | CallError, text: str) -> None:
         item = self.outbox.answer(frame)
         if item is None:
             self._frame_event(
                 "in", text, frame, note=f"answers no call in flight (unique id {frame.unique_id!r})"
             )
             return
-        violations: list[schemas.Violation] = []
-        if isinstance(frame, CallResult):
+        if isinstance(frame, CallError):
+            self._answered(item, frame, text, [])
+        elif validation.SHARED.inline(len(text)):
             violations = schemas.validate(item.call.action, frame.payload, response=True)
-        self._frame_event("in", text, frame, violations=violations, action=item.call.action)
+            self._answered(item, frame, text, violations)
+        else:
+            await self._check_answer(item, frame, text)  # in order with the frames after it
+
+    async def _check_answer(self, item: Outgoing, frame: CallResult, text: str) -> None:
+        """A large CALLRESULT, checked off the event loop; shown when the check is done."""
+        try:
+            checked = await validation.SHARED.check(
+                item.call.action, frame.payload, response=True, size=len(text)
+            )
+        except asyncio.CancelledError:
+            self._answered(item, frame, text, [], "not checked: the connection closed first")
+            raise
+        self._answered(item, frame, text, checked)
+
+    def _answered(
+        self,
+        item: Outgoing,
+        frame: CallResult | CallError,
+        text: str,
+        violations: list[schemas.Violation] | None,
+        note: str | None = None,
+    ) -> None:
+        if violations is None:
+            violations, note = [], validation.NOT_CHECKED
+        action = item.call.action
+        self._frame_event("in", text, frame, violations=violations, note=note, action=action)
         if isinstance(frame, CallResult):
             self._outcome(item, "result", payload=frame.payload, violations=violations)
         else:
@@ -448,6 +562,19 @@ class ChargerSession:
 
     def _hold(self, hold: Hold) -> None:
         call = hold.call
+        if len(self.held) >= MAX_HELD:
+            # Each held call keeps its request and a card on every page: a charger that
+            # sends faster than a person answers gets the fallback at once instead.
+            self.notice(
+                f"{call.action} {call.unique_id} not held: {MAX_HELD} calls wait for an "
+                f"answer already; the fallback ({hold.fallback}) is used"
+            )
+            answer = fallback_answer(
+                hold, AnswerContext(self.gateway.clock.now(), self._next_transaction_id())
+            )
+            if isinstance(answer, Reply):
+                self._spawn(self._send_reply(call, answer))
+            return
         loop = asyncio.get_running_loop()
         timer = loop.call_later(hold.timeout, self._hold_expired, call.unique_id)
         deadline = self.gateway.clock.now() + datetime.timedelta(seconds=hold.timeout)
@@ -588,19 +715,22 @@ class ChargerSession:
         if isinstance(item, Signal):
             if item is Signal.RESUMED:
                 self._spawn(self._reload_responder_settings())
+                self._spawn(self._reassert())
             return
         try:
             command = json.loads(item)
             self._dispatch(command)
         except Exception:
-            logger.exception("a command for a charger could not be carried out")
+            log_failure(logger, "a command for a charger could not be carried out")
 
     def _dispatch(self, command: dict[str, Any]) -> None:
         op = command.get("op")
         if op == "takeover":
-            if command.get("session") != self.id and not self.replaced:
-                self.replaced = True
-                self._spawn(self.close(1000, CLOSE_REPLACED))
+            generation = command.get("generation")
+            if command.get("session") != self.id and isinstance(generation, int):
+                self._heard = max(self._heard, generation)
+                if self.generation is not None and generation > self.generation:
+                    self._replace()
         elif op == "watch":
             self.watched_until = self.gateway.clock.monotonic() + WATCH_TTL
             if command.get("page"):
@@ -628,7 +758,7 @@ class ChargerSession:
                 "page": page,
                 "events": [
                     item if isinstance(item, dict) else frame_event(item, self.id)
-                    for item in self.replay
+                    for item in self.replay.items
                 ],
                 "connected": self._connected_event(),
                 "state": self.state.to_json(),
@@ -645,6 +775,7 @@ class ChargerSession:
             "remote": f"{remote.host}:{remote.port}" if remote else "unknown",
             "subprotocol": self.subprotocol,
             "warnings": self.warnings,
+            "tls": tls.summary((self.websocket.scope.get("extensions") or {}).get("tls")),
         }
 
     # Sending and publishing
@@ -658,8 +789,13 @@ class ChargerSession:
         at: datetime.datetime | None = None,
     ) -> None:
         """Send `text` to the charger; the log shows exactly these characters."""
+        message = {"type": "websocket.send", "text": text}
         try:
-            await self._send_asgi({"type": "websocket.send", "text": text})
+            try:
+                await self._send_asgi(message)
+            except UnicodeEncodeError:  # a lone surrogate: refused before anything was sent
+                text = message["text"] = encodable(text)
+                await self._send_asgi(message)
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.notice("could not send: the charger connection is closing")
             return
@@ -678,7 +814,7 @@ class ChargerSession:
         self._seq += 1
         event["seq"], event["session"] = self._seq, self.id
         if event["kind"] in _REPLAYED:
-            _append_bounded(self.replay, event, self.gateway.settings.replay_size)
+            self.replay.append(*shrunk_event(event, self.replay.item_bytes))
         if always or self.watched():
             self.gateway.publish_soon(self._events, event)
 
@@ -712,18 +848,20 @@ class ChargerSession:
     ) -> None:
         kind = "invalid" if frame is None else message_type_name(frame)
         self._seq += 1
+        raw, full_size = truncated(text, self.replay.item_bytes)
         record: FrameRecord = (
             self._seq,
             at or self.gateway.clock.now(),
             direction,
             kind,
-            frame.action if isinstance(frame, Call) else action,
+            (frame.action if isinstance(frame, Call) else action or "")[:MAX_ACTION_SHOWN] or None,
             getattr(frame, "unique_id", None),
-            text,
+            raw,
             tuple(violation.as_dict() for violation in violations) if violations else None,
             note,
+            full_size,
         )
-        _append_bounded(self.replay, record, self.gateway.settings.replay_size)
+        self.replay.append(record, frame_size(record))
         if self.watched():
             self.gateway.publish_soon(self._events, frame_event(record, self.id))
 
@@ -731,7 +869,9 @@ class ChargerSession:
 
     def _apply_state(self, call: Call, answer: Any, at: datetime.datetime | None = None) -> None:
         at = at or self.gateway.clock.now()
-        self.state.apply(call.action, call.payload, answer, format_time(at))
+        note = self.state.apply(call.action, call.payload, answer, format_time(at))
+        if note:
+            self.notice(note)
         self._state_unsent = True
         if not self._presence_stale:
             self._presence_stale = True
@@ -790,6 +930,8 @@ class ChargerSession:
             "connected_since": self.connected_since,
             "subprotocol": self.subprotocol,
             "session": self.id,
+            "generation": self.generation,
+            "instance": self.gateway.roster.instance,
             "warnings": self.warnings,
             "state": self.state.to_json() if state is None else state,
             "queued_calls": len(self.outbox.queued),
@@ -798,14 +940,77 @@ class ChargerSession:
         }
 
     async def _write_presence(self, state: dict[str, Any] | None = None) -> None:
+        """Write the presence record, fenced: once replaced, this connection writes nothing."""
         self._presence_at = self.gateway.clock.monotonic()
-        if self.gateway.sessions.get(self.identity) is not self:
+        if self.replaced or self.gateway.sessions.get(self.identity) is not self:
             return
-        await self._broker_call(
-            self.gateway.broker.set(
-                presence_key(self.identity), dumps_compact(self.presence(state)), PRESENCE_TTL
+        written = await self._broker_call(
+            self.gateway.broker.set_fenced(
+                presence_key(self.identity),
+                dumps_compact(self.presence(state)),
+                PRESENCE_TTL,
+                self._fence(),
             )
         )
+        if written is False and self.generation:
+            # A newer connection took a number, and its takeover was missed (an outage).
+            self._replace()
+
+    def _fence(self) -> Fence:
+        return Fence(generation_key(self.identity), self.generation or 0, GENERATION_TTL)
+
+    async def _take_over(self) -> None:
+        """Become the identity's newest connection: of simultaneous ones, exactly one stays.
+
+        The command channel is subscribed (and confirmed) before this connection takes its
+        number from the identity's counter, and the number is announced after that. So
+        every older connection, on whichever instance, was subscribed before this
+        announcement and hears it; and each closes only for a number higher than its own,
+        so an older connection's announcement, however late it arrives, closes nobody
+        newer. Numbers heard before this one's own was known wait in `_heard`. Number 0
+        means none could be taken (no broker): then only this instance's older connection
+        is replaced, and a number is taken once the broker is back (`_reassert`).
+        """
+        gateway, identity = self.gateway, self.identity
+        try:
+            self.generation = await gateway.broker.incr(generation_key(identity), GENERATION_TTL)
+        except BrokerError as exc:
+            self.notice(f"broker unavailable: {exc}")
+            self.generation = 0
+        if self._heard > self.generation:
+            self._replace()
+            return
+        held = gateway.sessions.get(identity)
+        if held is not None and held is not self:
+            if self.generation and (held.generation or 0) > self.generation:
+                self._replace()  # its announcement is on the way
+                return
+            held._replace()
+        gateway.sessions[identity] = self
+        await gateway.roster.joined()
+        if self.generation:
+            announcement = {"op": "takeover", "session": self.id, "generation": self.generation}
+            await self._broker_call(
+                gateway.broker.publish(commands_channel(identity), json.dumps(announcement))
+            )
+
+    def _replace(self) -> None:
+        """A newer connection of this identity exists: close, saying so."""
+        if not self.replaced:
+            self.replaced = True
+            self._spawn(self.close(1000, CLOSE_REPLACED))
+
+    async def _reassert(self) -> None:
+        """After a broker outage: take a number if none could be taken; restore presence.
+
+        A Redis restarted without persistence has lost the counter and the presence
+        record; the fenced write puts both back.
+        """
+        if self.replaced or self._closed:
+            return
+        if self.generation == 0:
+            await self._take_over()
+        await self._write_presence()
 
     async def _load_responder_settings(self) -> ResponderSettings:
         try:
@@ -836,16 +1041,50 @@ class ChargerSession:
     # Small helpers for tasks and timers
 
     def _next_transaction_id(self) -> int:
-        return self.gateway.next_transaction_id(self.identity)
+        return self._transaction_id
 
-    def _take_token(self, now: float) -> bool:
-        rate = self.gateway.settings.rate_limit
-        self._tokens = min(2.0 * rate, self._tokens + (now - self._tokens_at) * rate)
-        self._tokens_at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
+    def _use_transaction_id(self) -> None:
+        """The id went out: count on, and tell the broker without making the answer wait.
+
+        The broker's counter is what the identity's next connection starts from, on any
+        instance; its answer also brings this one up to date when another connection of
+        the identity handed out ids meanwhile.
+        """
+        used = self._transaction_id
+        self._transaction_id = used + 1
+        unwritten = self.gateway.transactions_unwritten
+        highest, pending = unwritten.get(self.identity, (0, 0))
+        unwritten[self.identity] = (max(highest, used), pending + 1)
+        self.gateway.write_soon(self._count_transaction(used))
+
+    async def _count_transaction(self, used: int) -> None:
+        key = transactions_key(self.identity)
+        try:
+            counted = await self.gateway.broker.incr(key, self.gateway.settings.settings_ttl)
+            self._transaction_id = max(self._transaction_id, counted + 1, used + 1)
+        except BrokerError:
+            pass  # the next connection may repeat an id; answering goes on
+        finally:
+            unwritten = self.gateway.transactions_unwritten
+            highest, pending = unwritten.pop(self.identity, (0, 1))
+            if pending > 1:
+                unwritten[self.identity] = (highest, pending - 1)
+
+    async def _load_transaction_id(self) -> int:
+        """The identity's next transaction id: one past the last one handed out anywhere.
+
+        Ids this instance handed out whose count has not reached the broker yet (a
+        charger reconnecting within milliseconds of its answer) count too.
+        """
+        highest = self.gateway.transactions_unwritten.get(self.identity, (0, 0))[0]
+        try:
+            text = await asyncio.wait_for(
+                self.gateway.broker.get(transactions_key(self.identity)), timeout=2.0
+            )
+            return max(highest, int(text or 0)) + 1
+        except (BrokerError, TimeoutError, ValueError):
+            self.notice("the transaction counter could not be read from the broker")
+            return highest + 1
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -889,25 +1128,8 @@ def _append_bounded(items: list[Any], item: Any, limit: int) -> None:
 _REPLAYED = frozenset({"frame", "notice", "held", "released", "outcome", "queued", "sent"})
 
 
-# A frame as the replay keeps it: seq, at, dir, type, action, unique_id, raw, violations,
-# note. Its event is built only when a page asks: most frames of most chargers are never
-# watched. A plain tuple of atoms, because the garbage collector stops tracking those;
-# tens of thousands of tracked records made each full collection a pause of 100 ms or more.
-FrameRecord = tuple[
-    int,
-    datetime.datetime,
-    str,
-    str,
-    str | None,
-    str | None,
-    str,
-    tuple[dict[str, str], ...] | None,
-    str | None,
-]
-
-
 def frame_event(record: FrameRecord, session: str) -> dict[str, Any]:
-    seq, at, direction, kind, action, unique_id, raw, violations, note = record
+    seq, at, direction, kind, action, unique_id, raw, violations, note, full_size = record
     return {
         "kind": "frame",
         "dir": direction,
@@ -917,6 +1139,7 @@ def frame_event(record: FrameRecord, session: str) -> dict[str, Any]:
         "raw": raw,
         "violations": [dict(violation) for violation in violations or ()],
         "note": note,
+        "truncated": full_size,
         "at": format_time(at),
         "seq": seq,
         "session": session,

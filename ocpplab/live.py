@@ -21,7 +21,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ocpplab.broker import Signal, Subscription, commands_channel, events_channel
 from ocpplab.gateway import WATCH_TTL, refuse
 from ocpplab.identity import identity_problem
-from ocpplab.origin import cross_site
+from ocpplab.logs import log_failure
+from ocpplab.protocol import encodable
 from ocpplab.services import Services, services_of
 from ocpplab.templating import render_block
 
@@ -32,6 +33,8 @@ BATCH_MAX = 200
 # updates a second; a page that keeps up gets every event the moment it arrives.
 BATCH_PAUSE = 0.05
 FLOOD_BATCH = 20
+PAGES_PER_SOURCE = 32
+REPLAY_SLICE = 25  # log entries rendered and sent at a time when a page opens
 PAGE = "charger.html"
 WRAPPERS = "_live.html"
 
@@ -43,11 +46,26 @@ async def serve_page_socket(websocket: WebSocket) -> None:
     if problem:
         await refuse(websocket, 400, problem)
         return
-    if cross_site(websocket, services.settings.public_url):
-        await refuse(websocket, 403, "this live socket only serves pages of this site")
+    client = websocket.client
+    source = client.host if client else "unknown"
+    pages = services.open_pages
+    if pages.total() >= services.settings.max_pages or pages[source] >= PAGES_PER_SOURCE:
+        # Each open page holds a subscription, a queue and two tasks: bounded in number.
+        await refuse(
+            websocket,
+            503,
+            "too many pages are open on this server (OCPPLAB_MAX_PAGES, at most "
+            f"{PAGES_PER_SOURCE} from one address); close some and reload",
+        )
         return
-    await websocket.accept()
-    await PageSocket(services, websocket, identity).run()
+    pages[source] += 1
+    try:
+        await websocket.accept()
+        await PageSocket(services, websocket, identity).run()
+    finally:
+        pages[source] -= 1
+        if not pages[source]:
+            del pages[source]
 
 
 class PageSocket:
@@ -61,6 +79,7 @@ class PageSocket:
         self.session: str | None = None
         self.seen: set[int] = set()
         self.log_started = False
+        self._pending: list[str] = []  # rendered fragments not sent yet
 
     async def run(self) -> None:
         broker = self.services.broker
@@ -100,25 +119,42 @@ class PageSocket:
             batch = [await events.get()]
             while len(batch) < BATCH_MAX and (item := events.get_nowait()) is not None:
                 batch.append(item)
-            html = "".join([await self._render_safely(item) for item in batch])
-            if html and not await self._send(html):
+            for item in batch:
+                html = await self._render_safely(item)  # may send a replay's slices itself
+                self._pending.append(html)
+            if not await self._flush():
                 return
             if len(batch) >= FLOOD_BATCH:
                 await asyncio.sleep(BATCH_PAUSE)
 
     async def _send(self, html: str) -> bool:
+        """Send a fragment; False when the page is gone.
+
+        A fragment that UTF-8 cannot encode (a lone surrogate a charger sent as `\\ud800`
+        in a JSON string, rendered into it) would fail to send, and the failure would end
+        the page's live updates: it goes with the character shown as its escape instead.
+        The server refuses such text before sending anything, so sending it again is safe.
+        """
         try:
-            await self.websocket.send_text(html)
+            try:
+                await self.websocket.send_text(html)
+            except UnicodeEncodeError:
+                await self.websocket.send_text(encodable(html))
         except (WebSocketDisconnect, RuntimeError, OSError):
             return False
         return True
+
+    async def _flush(self) -> bool:
+        """Send what was rendered and not sent yet; False when the page is gone."""
+        html, self._pending = "".join(self._pending), []
+        return not html or await self._send(html)
 
     async def _render_safely(self, item: str | Signal) -> str:
         """One bad event must not end the page's live updates."""
         try:
             return await self._render(item)
         except Exception:
-            logger.exception("rendering a live update failed")
+            log_failure(logger, "rendering a live update failed")
             return ""
 
     async def _render(self, item: str | Signal) -> str:
@@ -148,7 +184,8 @@ class PageSocket:
         if kind == "replay":
             if event.get("page") != self.page_id:
                 return ""
-            return self._render_replay(event) + self._render_extra(event)
+            await self._send_replay(event)
+            return self._render_extra(event)
         if kind in {"connected", "disconnected"}:
             if kind == "connected" and event.get("session") != self.session:
                 self.session, self.seen = event.get("session"), set()
@@ -178,19 +215,31 @@ class PageSocket:
             newest = max(self.seen)
             self.seen = {item for item in self.seen if item > newest - window}
 
-    def _render_replay(self, replay: dict[str, Any]) -> str:
+    async def _send_replay(self, replay: dict[str, Any]) -> None:
+        """Render a replay a slice at a time, sending each before rendering the next.
+
+        What was rendered before it goes first, so the page sees events in order; between
+        slices other chargers and pages get the event loop.
+        """
+        await self._flush()
         connected = replay["connected"]
         self.session = connected.get("session")
-        parts = [self._status(connected), self._block("state_panel", state=replay["state"])]
+        self._pending += [
+            self._status(connected),
+            self._block("state_panel", state=replay["state"]),
+        ]
         fresh = []
         for event in replay["events"]:
             seq = event.get("seq")
             if event.get("session") == self.session and seq not in self.seen:
                 self._remember(seq)
                 fresh.append(event)
-        parts.append(self._log_many(fresh))
-        parts.extend(self._held(event) for event in replay.get("held", []))
-        return "".join(parts)
+        for start in range(0, len(fresh), REPLAY_SLICE):
+            self._pending.append(self._log_many(fresh[start : start + REPLAY_SLICE]))
+            if not await self._flush():
+                return
+            await asyncio.sleep(0)
+        self._pending.extend(self._held(event) for event in replay.get("held", []))
 
     def _render_extra(self, event: dict[str, Any]) -> str:
         """Fragments that other panels (Configure, Operations) derive from an event."""
@@ -259,6 +308,17 @@ def status_from_event(event: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "state": "connected",
         "text": "Connected",
-        "detail": f"since {since}{remote}, subprotocol {event.get('subprotocol') or 'none'}",
+        "detail": f"since {since}{remote}, subprotocol {event.get('subprotocol') or 'none'}"
+        + _tls_detail(event.get("tls")),
         "warnings": event.get("warnings") or [],
     }
+
+
+def _tls_detail(tls: Any) -> str:
+    """The TLS part of the status line, which is how a person trying security profiles 2
+    and 3 sees what a charger negotiated; empty without TLS (or behind a TLS proxy)."""
+    if not isinstance(tls, dict):
+        return ""
+    text = f", over {tls.get('version')} ({tls.get('cipher')})"
+    subject = tls.get("client_subject")
+    return text + (f", client certificate {subject}" if subject else "")

@@ -36,7 +36,6 @@ from ocpplab.central import Outcome
 from ocpplab.examples import example_request
 from ocpplab.exceptions import BrokerError, CallTimeout, ChargerOffline
 from ocpplab.identity import identity_problem
-from ocpplab.origin import cross_site
 from ocpplab.responder import NOW, format_time, substitute
 from ocpplab.schemaform import Field, attach_violations, build_fields, read_form
 from ocpplab.services import ExtraRenderer, Services, services_of
@@ -198,7 +197,8 @@ def read_operation(
         return form, payload, []
     leftover = attach_violations(form.fields, violations)
     problems = [
-        f"The payload breaks the {action} request schema in {len(violations)} place(s). "
+        f"The payload breaks the {action} request schema in "
+        f"{schemas.violation_count(violations)} place(s). "
         "Fix it, or tick “Send anyway” to send it as it is."
     ]
     if form.source == "json":
@@ -429,8 +429,6 @@ def _refusal(request: Request, *, action: str | None = None) -> Response | None:
         return PlainTextResponse(
             f"{action!r} is not an action a central system sends in OCPP 1.6", status_code=404
         )
-    if request.method == "POST" and cross_site(request, settings.public_url):
-        return PlainTextResponse("form posts from other sites are refused", status_code=403)
     return None
 
 

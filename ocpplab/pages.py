@@ -10,11 +10,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from ocpplab import configure, operations
+from ocpplab.config import Settings
 from ocpplab.exceptions import BrokerError, ChargerOffline
 from ocpplab.identity import from_user_input, identity_problem
 from ocpplab.live import status_from_event
-from ocpplab.origin import cross_site
 from ocpplab.responder import ResponderSettings
+from ocpplab.roster import LISTED
 from ocpplab.services import Services, services_of
 
 
@@ -34,14 +35,14 @@ def central_system_url(request: Request) -> str:
 
 async def index(request: Request) -> Response:
     services = services_of(request)
-    return render_index(request, services, identity="", error=None)
+    return await render_index(request, services, identity="", error=None)
 
 
-def render_index(
+async def render_index(
     request: Request, services: Services, *, identity: str, error: str | None, status: int = 200
 ) -> Response:
-    connected = [session.presence() for session in services.gateway.sessions.values()]
-    connected.sort(key=lambda item: item["identity"])
+    count, connected = await _connected(services)
+    listed = identities_listed(services.settings)
     return services.templates.TemplateResponse(
         request,
         "index.html",
@@ -49,23 +50,33 @@ def render_index(
             "central_url": central_system_url(request),
             "identity": identity,
             "error": error,
-            "connected": connected[:50],
+            "identities_listed": listed,
+            "connected": connected if listed else [],
+            "connected_count": count,
         },
         status_code=status,
     )
 
 
+def identities_listed(settings: Settings) -> bool:
+    """Whether the landing page lists the identities of connected chargers.
+
+    On a lab open to strangers an identity is the only key to a charger's page: a list
+    would hand every visitor every charger. A private dashboard (with a password) lists
+    them, and so does one whose owner turns the list on (OCPPLAB_LIST_CHARGERS).
+    """
+    return bool(settings.dashboard_password) or settings.list_chargers
+
+
 async def start(request: Request) -> Response:
     """The landing page's Start button: open the identity's page, or say what is wrong."""
     services = services_of(request)
-    if cross_site(request, services.settings.public_url):
-        return PlainTextResponse("cross-site form post refused", status_code=403)
     form = await request.form()
     raw = str(form.get("identity", ""))
     identity = from_user_input(raw)
     problem = identity_problem(identity, services.settings.max_identity_length)
     if problem:
-        return render_index(request, services, identity=raw, error=problem, status=422)
+        return await render_index(request, services, identity=raw, error=problem, status=422)
     url = request.url_for("charger_page", identity=identity)
     return RedirectResponse(str(url), status_code=303)
 
@@ -118,8 +129,6 @@ async def answer_held(request: Request) -> Response:
     services = services_of(request)
     identity = request.path_params["identity"]
     unique_id = request.path_params["unique_id"]
-    if cross_site(request, services.settings.public_url):
-        return PlainTextResponse("cross-site form post refused", status_code=403)
     form = await request.form()
     reply: dict[str, Any]
     if form.get("reply") == "ignore":
@@ -144,14 +153,21 @@ async def answer_held(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def _connected(services: Services, limit: int = LISTED) -> tuple[int, list[dict[str, Any]]]:
+    """Every instance's chargers; this one's alone while the broker cannot be read."""
+    try:
+        return await services.central.connected(limit)
+    except BrokerError:
+        return services.gateway.roster.local(limit)
+
+
 async def healthz(request: Request) -> Response:
+    """200 while the broker answers; `chargers` counts those of every instance."""
     services = services_of(request)
     try:
         ok = await services.broker.ping()
     except BrokerError:
         ok = False
-    body = {
-        "status": "ok" if ok else "broker unavailable",
-        "chargers": len(services.gateway.sessions),
-    }
+    count, _ = await _connected(services, 0) if ok else services.gateway.roster.local(0)
+    body = {"status": "ok" if ok else "broker unavailable", "chargers": count}
     return JSONResponse(body, status_code=200 if ok else 503)

@@ -266,9 +266,13 @@ def respond(
     """Decide the answer to a charger's CALL (whose action is one a charger may send)."""
     rule = settings.rule(call.action)
     if violations and settings.validation == "strict":
+        # OCPP-J 1.6 section 4.2.3: one code for the whole payload, the most specific one
+        # that applies (schemas.strictest_code), described by a violation of that kind.
         code = schemas.strictest_code(violations)
         details = {"violations": [violation.as_dict() for violation in violations]}
-        description = f"{len(violations)} schema violation(s); first: {violations[0].message}"
+        first = next((item for item in violations if item.code == code), violations[0])
+        count = schemas.violation_count(violations)
+        description = f"{count} schema violation(s); {first.path}: {first.message}"
         return Reply(CallError(call.unique_id, code, description[:255], details), rule.delay)
     if rule.mode == "ignore":
         return Silence("the rule for this action is ignore")

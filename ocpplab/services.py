@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,8 @@ class Services:
     central: CentralSystem
     templates: Jinja2Templates
     extra_renderers: dict[str, ExtraRenderer] = dataclasses.field(default_factory=dict)
+    # Open page live sockets by client address (`OCPPLAB_MAX_PAGES`).
+    open_pages: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
 
 def services_of(connection: HTTPConnection) -> Services:

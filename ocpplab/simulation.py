@@ -62,6 +62,10 @@ class Simulations:
         """Why no simulated charger can start now, as a code for `refusal_text`; or None."""
         if self.limit == 0:
             return "off"
+        if self.settings.ssl_ca_certs:
+            return "certificate"
+        if self.settings.charger_passwords and not self.settings.charger_password:
+            return "password"
         if len(self.running) >= self.limit:
             return "limit"
         if server is None:
@@ -78,6 +82,15 @@ class Simulations:
                 f"{self.idle_timeout / 60:g} minutes."
             ),
             "address": "This server listens on no TCP address that a charger could reach.",
+            "certificate": (
+                "Simulated chargers cannot connect here: this server asks chargers for a "
+                "client certificate (OCPPLAB_SSL_CA_CERTS), and they have none."
+            ),
+            "password": (
+                "Simulated chargers cannot connect here: they log in with "
+                "OCPPLAB_CHARGER_PASSWORD, which is not set, and their fresh identities are "
+                "not in OCPPLAB_CHARGER_PASSWORDS."
+            ),
         }
         return texts.get(code, "")
 

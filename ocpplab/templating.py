@@ -12,23 +12,55 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from starlette.templating import Jinja2Templates
 
 from ocpplab import schemas
+from ocpplab.protocol import encodable, loads
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = ROOT / "templates"
-STATIC_DIR = ROOT / "static"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def shipped_dir(name: str) -> Path:
+    """Where ocpplab's `templates/` or `static/` folder is, installed from a wheel or not.
+
+    A wheel carries them inside the package, as `ocpplab/templates` and `ocpplab/static`
+    (pyproject.toml maps the repo's top-level folders there). A checkout, and so an editable
+    install, has them beside the package, and edits to them show without reinstalling.
+    importlib.resources cannot find them in an editable install: setuptools' editable finder
+    does not resolve a data-only subpackage of a regular package.
+    """
+    packaged = PACKAGE_DIR / name
+    if packaged.is_dir():
+        return packaged
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / name).is_dir():
+        return checkout / name
+    raise FileNotFoundError(
+        f"ocpplab's {name}/ folder is missing (looked in {PACKAGE_DIR} and {checkout}): "
+        "reinstall ocpplab from its wheel or checkout"
+    )
+
+
+TEMPLATES_DIR = shipped_dir("templates")
+STATIC_DIR = shipped_dir("static")
 
 
 def pretty_json(raw: Any) -> Any:
-    """Indent a frame's JSON for people; text that is not JSON is shown as it came."""
+    """Indent a frame's JSON for people; text that is not JSON is shown as it came.
+
+    Either way lone surrogates are shown as their escapes (`encodable`): the page could not
+    be sent with them. JSON nested too deep to read (`protocol.MAX_DEPTH`) is text too.
+    """
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            raw = loads(raw)
         except ValueError:
-            return raw
-    return json.dumps(raw, indent=2, ensure_ascii=False)
+            return encodable(raw)
+    try:
+        return encodable(json.dumps(raw, indent=2, ensure_ascii=False))
+    except RecursionError:
+        return "(nested too deep to show)"
 
 
 def frame_body(raw: str) -> Any:
@@ -38,9 +70,9 @@ def frame_body(raw: str) -> Any:
     shown as it came.
     """
     try:
-        value = json.loads(raw)
+        value = loads(raw)
     except ValueError:
-        return raw
+        return encodable(raw)
     if not isinstance(value, list) or len(value) < 3:
         return pretty_json(value)
     if value[0] == 2 and len(value) == 4:
@@ -61,8 +93,22 @@ def clock_time(iso: str | None) -> str:
 
 
 def dom_id(text: str) -> str:
-    """A stable HTML id for any text (unique ids may hold any character)."""
-    return "h" + hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+    """A stable HTML id for any text (unique ids may hold any character, lone surrogates too)."""
+    digest = hashlib.sha1(text.encode(errors="surrogatepass"), usedforsecurity=False)
+    return "h" + digest.hexdigest()[:16]
+
+
+def printable(value: Any) -> Any:
+    """What every `{{ … }}` of a page and fragment prints: lone surrogates shown escaped.
+
+    Text a charger sends (a vendor, a unique id, a meter value) may hold lone surrogates,
+    and a page with one cannot be encoded to be sent: the page would fail with a 500, a
+    live fragment would not arrive. Applied here, no template can forget it.
+    """
+    if isinstance(value, str) and not value.isascii():
+        escaped = encodable(value)
+        return Markup(escaped) if isinstance(value, Markup) else escaped
+    return value
 
 
 @jinja2.pass_context
@@ -80,6 +126,7 @@ def make_templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=printable,
     )
     environment.globals["url_for"] = url_for
     environment.filters["pretty_json"] = pretty_json

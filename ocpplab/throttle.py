@@ -50,7 +50,8 @@ class FailedLogins:
         self._failures[source] = (count, now)
         while len(self._failures) > self._max_sources:
             del self._failures[next(iter(self._failures))]
-        return min(self._max, self._first * 2 ** (count - 1))
+        delay: float = min(self._max, self._first * 2.0 ** (count - 1))
+        return delay
 
     def succeeded(self, source: str) -> None:
         """A correct password from `source`: forget its failures."""

@@ -78,6 +78,14 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("ssl_certfile", "/nonexistent/cert.pem", "no such file"),
     ("ssl_keyfile", "/nonexistent/key.pem", "no such file"),
     ("ssl_ca_certs", "/nonexistent/ca.pem", "no such file"),
+    ("allowed_hosts", "lab.example.com,http://evil.example", "not a host name"),
+    ("list_chargers", "perhaps", "true or false"),
+    ("replay_bytes", "-1", "0 or more"),
+    ("replay_total_bytes", "big", "invalid literal"),
+    ("flood_disconnect", "-3", "0 or more"),
+    ("max_chargers", "0", "at least 1"),
+    ("max_pages", "none", "invalid literal"),
+    ("charger_passwords", "/nonexistent/passwords.json", "no such file"),
 ]
 # Free text: any value is usable, so there is nothing to refuse.
 UNCHECKED = {"host", "charger_password", "dashboard_password"}

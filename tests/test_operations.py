@@ -458,7 +458,9 @@ async def test_offline_is_409_in_the_api_and_said_on_every_form(
     server: RunningServer, client: httpx.AsyncClient
 ) -> None:
     api_call = await client.post("/api/chargers/CP-9/calls/Reset", json={"type": "Soft"})
-    api_frame = await client.post("/api/chargers/CP-9/frames", content="[]")
+    api_frame = await client.post(
+        "/api/chargers/CP-9/frames", content="[]", headers={"Content-Type": "application/json"}
+    )
     form = await client.post(
         "/chargers/CP-9/operations/Reset", data={"source": "form", "f.type": "Soft"}
     )
@@ -654,7 +656,11 @@ async def test_a_raw_frame_reaches_the_charger_byte_for_byte(
     text = ' [2 ,"dup-1","MakeCoffee",{"größe":"☕ groß"}  \n] '
     charger = await raw_charger(server, "CP-1")
     try:
-        response = await client.post("/api/chargers/CP-1/frames", content=text.encode())
+        response = await client.post(
+            "/api/chargers/CP-1/frames",
+            content=text.encode(),
+            headers={"Content-Type": "application/json"},
+        )
         assert response.status_code == 202
         assert await charger.recv() == text
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocpplab.state import MAX_TRANSACTIONS, ChargerState
+import orjson
+
+from ocpplab.state import MAX_CONNECTORS, MAX_METER_READINGS, MAX_TRANSACTIONS, ChargerState
 
 AT = "2026-11-26T14:00:00.000Z"
 ACCEPTED = {"idTagInfo": {"status": "Accepted"}}
@@ -134,7 +136,64 @@ def test_a_transaction_starts_with_the_answered_id_and_stops() -> None:
         "meter_stop": 900,
         "stopped": "T2",
         "reason": "EVDisconnected",
+        "repeated_stops": 0,
     }
+
+
+def test_a_second_stop_for_a_stopped_transaction_is_a_repeat_not_a_new_row() -> None:
+    # QUIRKS.md: the same Stop twice, milliseconds apart, once without and once with a reason.
+    state = ChargerState()
+    state.apply(
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "TAG", "meterStart": 0, "timestamp": AT},
+        {**ACCEPTED, "transactionId": 7},
+        AT,
+    )
+    first = state.apply(
+        "StopTransaction", {"transactionId": 7, "meterStop": 50, "timestamp": "T2"}, ACCEPTED, AT
+    )
+    second = state.apply(
+        "StopTransaction",
+        {"transactionId": 7, "meterStop": 50, "timestamp": "T2", "reason": "Local"},
+        ACCEPTED,
+        AT,
+    )
+
+    assert first is None
+    assert second == "a repeated StopTransaction for transaction 7, which was stopped at T2"
+    (stopped,) = state.to_json()["transactions"]
+    assert stopped["repeated_stops"] == 1
+    assert stopped["meter_stop"] == 50
+    assert stopped["reason"] == "Local"  # the repeat carried the reason the first lacked
+
+
+def test_what_a_charger_sends_cannot_grow_the_state_without_bound() -> None:
+    state = ChargerState()
+    huge = "x" * 1_000_000
+    for connector_id in range(1000):
+        state.apply(
+            "StatusNotification",
+            {"connectorId": connector_id, "status": huge, "errorCode": "NoError"},
+            {},
+            AT,
+        )
+    samples = [{"value": huge, "measurand": f"M{index}"} for index in range(1000)]
+    state.apply(
+        "MeterValues",
+        {"connectorId": 1, "meterValue": [{"timestamp": huge, "sampledValue": samples}]},
+        {},
+        AT,
+    )
+    state.apply(
+        "BootNotification",
+        {"chargePointVendor": huge, "chargePointModel": [huge]},
+        {"status": huge},
+        AT,
+    )
+
+    assert len(state.connectors) == MAX_CONNECTORS
+    assert len(state.meter) == MAX_METER_READINGS
+    assert len(orjson.dumps(state.to_json())) < 64 * 1024
 
 
 def test_an_unanswered_start_has_no_transaction_id() -> None:
@@ -154,16 +213,6 @@ def test_a_stop_for_an_unknown_transaction_is_shown_as_such() -> None:
     assert unknown.transaction_id == -1
     assert unknown.meter_stop == 5
     assert unknown.reason == "stop for an unknown transaction"
-
-
-def test_a_second_stop_of_the_same_transaction_does_not_overwrite_the_first() -> None:
-    state = ChargerState()
-    state.apply("StartTransaction", {"connectorId": 1}, {**ACCEPTED, "transactionId": 1}, AT)
-    state.apply("StopTransaction", {"transactionId": 1, "meterStop": 10}, ACCEPTED, AT)
-    state.apply("StopTransaction", {"transactionId": 1, "meterStop": 20}, ACCEPTED, AT)
-
-    assert [tx.meter_stop for tx in state.transactions] == [20, 10]
-    assert state.transactions[1].reason is None
 
 
 def test_only_the_latest_transactions_are_kept_newest_first() -> None:
