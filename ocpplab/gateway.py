@@ -372,7 +372,11 @@ class ChargerSession:
             text = message.get("text")
             if text is None:
                 text = self._binary_text(message.get("bytes") or b"")
+            # Drop the frame before waiting for the next: an idle charger must not keep
+            # its last megabyte alive for as long as it stays quiet.
+            del message
             await self.receive_frame(text)
+            del text
 
     def _binary_text(self, data: bytes) -> str:
         """A binary frame's bytes read as the text frame OCPP-J asks for, as far as they go.

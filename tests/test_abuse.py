@@ -296,3 +296,69 @@ async def test_a_request_body_over_the_limit_is_refused_however_it_is_sent() -> 
     assert streamed.status_code == 413
     assert "larger than 4,000 bytes" in streamed.text
     assert small.status_code == 409  # read, and refused for the right reason: no charger
+
+
+# Bytes held between the sockets and the app
+
+
+async def test_big_frames_from_many_chargers_are_held_within_the_receive_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ocpplab import handshake
+    from ocpplab.handshake import TolerantWebSocketProtocol
+
+    # A busy server: each big frame waits 50 ms before it is answered, so frames pile up.
+    receive_frame = gateway.ChargerSession.receive_frame
+
+    async def slow_receive_frame(self: Any, text: str) -> None:
+        if len(text) > 1000:
+            await asyncio.sleep(0.05)
+        await receive_frame(self, text)
+
+    monkeypatch.setattr(gateway.ChargerSession, "receive_frame", slow_receive_frame)
+    # Scaled down: a budget of 4 frames of 600,000 bytes, and "small" is under 1,000 bytes.
+    # A frame is larger than what the event loop reads at once (256 KiB), as 1 MiB is.
+    monkeypatch.setattr(handshake, "BUDGET_FRAMES", 4)
+    monkeypatch.setattr(handshake, "SMALL", 1000)
+    monkeypatch.setattr(TolerantWebSocketProtocol, "budget", None)
+    settings = Settings(max_frame_size=600_000, rate_limit=1000, flood_disconnect=0)
+    frame = json.dumps([2, "big", "DataTransfer", {"vendorId": "V", "data": "z" * 599_900}])
+    count = 20
+    async with serve(settings) as server:
+        chargers = [await raw_charger(server, fresh()) for _ in range(count)]
+        bystander = await raw_charger(server, fresh())
+        budget = TolerantWebSocketProtocol.budget  # made by the first connection
+        assert budget is not None
+        assert budget.limit == 4 * 600_000
+
+        async def send_many(charger: Any) -> None:
+            for _ in range(3):
+                await charger.send(frame)
+
+        async def read_all(charger: Any) -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for _ in charger:
+                    pass
+
+        readers = [asyncio.create_task(read_all(charger)) for charger in chargers]
+        senders = [asyncio.create_task(send_many(charger)) for charger in chargers]
+        slowest = 0.0
+        while not all(task.done() for task in senders):
+            began = asyncio.get_running_loop().time()
+            await exchange(bystander, [2, "hb", "Heartbeat", {}], timeout=10)
+            slowest = max(slowest, asyncio.get_running_loop().time() - began)
+        await asyncio.gather(*senders)
+        await asyncio.sleep(1.0)  # the last frames are answered
+        for charger in chargers:
+            await charger.close()
+        await asyncio.gather(*readers)
+        await bystander.close()
+        await asyncio.sleep(0.2)
+        left = budget.used
+
+    # Over the limit by at most what each connection read before the budget paused it:
+    # one read of 256 KiB each. Without the budget each holds two frames (one waiting for
+    # the app, one being read): 24 MB here.
+    assert budget.peak <= budget.limit + count * (1000 + 262_144)
+    assert left == 0
+    assert slowest < 5.0  # a charger of small frames is read meanwhile
