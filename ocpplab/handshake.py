@@ -30,6 +30,7 @@ from websockets.http11 import Request
 from ocpplab import tls
 
 SUBPROTOCOL_HEADER = "Sec-WebSocket-Protocol"
+EXTENSIONS_HEADER = "Sec-WebSocket-Extensions"
 BUDGET_FRAMES = 64  # the budget, in largest frames (`ws_max_size`)
 SMALL = 65_536  # a connection holding less than this is never paused by the budget
 
@@ -136,6 +137,10 @@ class TolerantWebSocketProtocol(WebSocketsSansIOProtocol):
         offered = event.headers.get_all(SUBPROTOCOL_HEADER)
         if offered and not any(value.strip(" \t,") for value in offered):
             del event.headers[SUBPROTOCOL_HEADER]
+        if event.path.startswith("/ocpp") and EXTENSIONS_HEADER in event.headers:
+            # No compression for chargers: a deflated frame costs its sender a few bytes
+            # and the server up to a megabyte of inflating (OCPP-J 1.6 asks for none).
+            del event.headers[EXTENSIONS_HEADER]
         super().handle_connect(event)
 
     async def run_asgi(self) -> None:

@@ -9,6 +9,11 @@ import pytest
 from ocpplab.config import Settings
 from tests.support import RunningServer, serve
 
+# Fixtures of two Redis test modules that other modules use too (a private redis-server,
+# two ocpplab processes on one Redis), shared from here rather than written again.
+from tests.test_redis_faults import redis_server  # noqa: F401
+from tests.test_redis_processes import pair  # noqa: F401
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[RunningServer]:

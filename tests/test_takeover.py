@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -28,9 +26,9 @@ import websockets
 from ocpplab.broker import generation_key
 from ocpplab.config import Settings
 from ocpplab.gateway import CLOSE_REPLACED
-from tests.support import REDIS_URL, exchange, missing, serve
+from tests.support import REDIS_URL, exchange, serve
 from tests.test_redis_faults import RedisServer
-from tests.test_redis_processes import require_redis, running, start_instance, stop_instance
+from tests.test_redis_processes import Instance
 
 ROUNDS = 3  # each round is a fresh identity
 SETTLE = 0.3  # a wrong, late takeover would close the survivor within this
@@ -52,20 +50,6 @@ class Lab:
         return [f"{http}/api/chargers/{quote(identity, safe='')}" for http, _ in self.bases]
 
 
-@pytest.fixture(scope="module")
-def redis_pair() -> Iterator[tuple[tuple[str, str], tuple[str, str]]]:
-    """Two `python -m ocpplab` processes on one real Redis: their (http, ws) bases."""
-    require_redis()
-    a = start_instance("A", "--redis-url", REDIS_URL)
-    try:
-        b = start_instance("B", "--redis-url", REDIS_URL)
-    except BaseException:
-        stop_instance(a)
-        raise
-    with running(a, b):
-        yield (a.http, a.ws), (b.http, b.ws)
-
-
 def redis_counter(url: str) -> Callable[[str], Awaitable[int]]:
     async def counter(identity: str) -> int:
         client = redis.Redis.from_url(url)
@@ -80,8 +64,8 @@ def redis_counter(url: str) -> Callable[[str], Awaitable[int]]:
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def lab(request: pytest.FixtureRequest) -> AsyncIterator[Lab]:
     if request.param == "redis":
-        pair: tuple[tuple[str, str], tuple[str, str]] = request.getfixturevalue("redis_pair")
-        yield Lab(list(pair), redis_counter(REDIS_URL))
+        instances: tuple[Instance, Instance] = request.getfixturevalue("pair")
+        yield Lab([(item.http, item.ws) for item in instances], redis_counter(REDIS_URL))
         return
     async with serve(Settings(call_timeout=2.0)) as server:
         broker = server.app.state.services.broker
@@ -90,19 +74,6 @@ async def lab(request: pytest.FixtureRequest) -> AsyncIterator[Lab]:
             return int(await broker.get(generation_key(identity)) or 0)
 
         yield Lab([(server.http, server.ws)], counter)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, to restart at will."""
-    if not shutil.which("redis-server"):
-        missing("redis-server (apt-get install -y redis-server)")
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, failure: str) -> None:
@@ -228,7 +199,7 @@ async def test_healthz_and_the_landing_page_count_this_instance_s_chargers() -> 
 
 @pytest.mark.redis
 async def test_after_a_redis_restart_the_holder_restores_its_number_and_presence(
-    private_redis: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
     """Redis without persistence forgets the counter and presence; the newest still wins.
 
@@ -238,7 +209,7 @@ async def test_after_a_redis_restart_the_holder_restores_its_number_and_presence
     """
     identity = f"CP-{uuid.uuid4().hex[:8]}"
     async with (
-        serve(Settings(redis_url=private_redis.url)) as server,
+        serve(Settings(redis_url=redis_server.url)) as server,
         httpx.AsyncClient(base_url=server.http, timeout=10) as client,
     ):
         api = f"/api/chargers/{identity}"
@@ -251,10 +222,10 @@ async def test_after_a_redis_restart_the_holder_restores_its_number_and_presence
         try:
             await eventually(connected, GONE_WITHIN, "the first connection never showed")
             assert (await client.get(api)).json()["generation"] == 1
-            private_redis.stop()
-            private_redis.start()
+            redis_server.stop()
+            redis_server.start()
             await eventually(connected, 15, "the holder did not restore its presence")
-            assert private_redis.client().get(generation_key(identity)) == "1"
+            assert redis_server.client().get(generation_key(identity)) == "1"
             second = await connect(f"{server.ws}/ocpp/{identity}")
             try:
                 async with asyncio.timeout(5):
