@@ -395,10 +395,7 @@ class ChargerSession:
         return text
 
     async def _finish(self, code: int, reason: str) -> None:
-        if self._state_unsent and self.watched():
-            # The last change before a close must reach the pages (its timer dies here).
-            self._state_unsent = False
-            self.emit({"kind": "state", "state": self.state.to_json()})
+        self._emit_state()  # the last change before a close reaches the pages: its timer dies
         self._closed = True
         if self._flush_timer is not None:
             self._flush_timer.cancel()
@@ -470,9 +467,9 @@ class ChargerSession:
                 if count == 1 and limit.flooding_for(now) == 0
                 else f"rate limit: {count} more frames refused"
             )
-        if settings.flood_disconnect and limit.flooding_for(now) >= settings.flood_disconnect:
-            self.closing = (1008, f"over the rate limit for {settings.flood_disconnect:g} s")
-            self._spawn(self.close(*self.closing))
+        flood = settings.flood_disconnect
+        if flood and self.closing is None and limit.flooding_for(now) >= flood:
+            self._spawn(self.close(1008, f"over the rate limit for {flood:g} s"))
 
     async def _answer_call(self, call: Call, text: str) -> None:
         refusal = check_call(call)
@@ -526,14 +523,9 @@ class ChargerSession:
             return
         if isinstance(frame, CallError):
             self._answered(item, frame, text, [])
-        elif validation.SHARED.inline(len(text)):
-            violations = schemas.validate(item.call.action, frame.payload, response=True)
-            self._answered(item, frame, text, violations)
-        else:
-            await self._check_answer(item, frame, text)  # in order with the frames after it
-
-    async def _check_answer(self, item: Outgoing, frame: CallResult, text: str) -> None:
-        """A large CALLRESULT, checked off the event loop; shown when the check is done."""
+            return
+        # Awaited here, so the frames after it are shown after it (large ones are checked
+        # off the event loop).
         try:
             checked = await validation.SHARED.check(
                 item.call.action, frame.payload, response=True, size=len(text)
@@ -573,11 +565,7 @@ class ChargerSession:
                 f"{call.action} {call.unique_id} not held: {MAX_HELD} calls wait for an "
                 f"answer already; the fallback ({hold.fallback}) is used"
             )
-            answer = fallback_answer(
-                hold, AnswerContext(self.gateway.clock.now(), self._next_transaction_id())
-            )
-            if isinstance(answer, Reply):
-                self._spawn(self._send_reply(call, answer))
+            self._fall_back(hold)
             return
         loop = asyncio.get_running_loop()
         timer = loop.call_later(hold.timeout, self._hold_expired, call.unique_id)
@@ -599,14 +587,18 @@ class ChargerSession:
         entry = self.held.pop(unique_id, None)
         if entry is None:
             return
-        hold = entry[0]
+        how = "timeout-ignore" if self._fall_back(entry[0]) is None else "timeout-default"
+        self.emit({"kind": "released", "unique_id": unique_id, "how": how}, always=True)
+
+    def _fall_back(self, hold: Hold) -> Reply | None:
+        """Answer a held call as its rule's fallback says; the reply sent, or None (silence)."""
         answer = fallback_answer(
             hold, AnswerContext(self.gateway.clock.now(), self._next_transaction_id())
         )
-        how = "timeout-ignore" if isinstance(answer, Silence) else "timeout-default"
-        self.emit({"kind": "released", "unique_id": unique_id, "how": how}, always=True)
-        if isinstance(answer, Reply):
-            self._spawn(self._send_reply(hold.call, answer))
+        if isinstance(answer, Silence):
+            return None
+        self._spawn(self._send_reply(hold.call, answer))
+        return answer
 
     def release(self, unique_id: str, reply: dict[str, Any], token: str | None = None) -> bool:
         """Answer a held call as a person decided; the first answer wins."""
@@ -906,16 +898,23 @@ class ChargerSession:
         loop = asyncio.get_running_loop()
         self._flush_timer = loop.call_later(max(0.0, due - now), self._flush_state)
 
+    def _emit_state(self) -> dict[str, Any] | None:
+        """Send watching pages the state if it changed since they last got it; the state sent.
+
+        Only watching pages get state events (a replay carries the state itself).
+        """
+        if not (self._state_unsent and self.watched()):
+            return None
+        self._state_unsent = False
+        state = self.state.to_json()
+        self.emit({"kind": "state", "state": state})
+        return state
+
     def _flush_state(self) -> None:
         self._flush_timer = None
         if self._closed:
             return
-        state = None
-        if self._state_unsent and self.watched():
-            # Only watching pages get state events (a replay carries the state itself).
-            self._state_unsent = False
-            state = self.state.to_json()
-            self.emit({"kind": "state", "state": state})
+        state = self._emit_state()
         now = self.gateway.clock.monotonic()
         state_due = self._presence_stale and now >= self._presence_due
         if state_due or now >= self._presence_at + self._refresh_wait:
