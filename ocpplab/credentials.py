@@ -133,7 +133,7 @@ def common_names(pem: str) -> list[str] | None:
 
 @dataclasses.dataclass(frozen=True)
 class Refusal:
-    """Why a charger's handshake is refused, as the HTTP answer says it."""
+    """Why a request or handshake is refused, as the HTTP answer says it."""
 
     status: int
     reason: str

@@ -31,8 +31,6 @@ the upgrade.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import dataclasses
 import hmac
@@ -46,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ocpplab.config import ENV_PREFIX, Settings
+from ocpplab.credentials import Refusal, basic_credentials
 from ocpplab.gateway import refuse
 from ocpplab.throttle import FailedLogins
 
@@ -63,14 +62,6 @@ def open_path(path: str) -> bool:
     probing `/healthz` may use any name too. Everything else is the dashboard.
     """
     return path in {"/ocpp", "/healthz"} or path.startswith("/ocpp/")
-
-
-@dataclasses.dataclass(frozen=True)
-class Refusal:
-    """Why a request is refused: its HTTP status and a sentence for the person."""
-
-    status: int
-    reason: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,14 +340,10 @@ class DashboardAuth:
                 del self._turns[source]
 
     def _authorized(self, authorization: str) -> bool:
-        scheme, _, encoded = authorization.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            _, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return hmac.compare_digest(password.encode(), (self.password or "").encode())
+        credentials = basic_credentials(authorization)  # any username
+        return credentials is not None and hmac.compare_digest(
+            credentials[1], (self.password or "").encode()
+        )
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, text: str) -> None:
