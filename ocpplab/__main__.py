@@ -2,6 +2,6 @@ from __future__ import annotations
 
 import sys
 
-from ocpplab.cli import main
+from ocpplab.tools.cli import main
 
 sys.exit(main())

@@ -13,16 +13,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from ocpplab import api, configure, operations, pages, simulation
-from ocpplab.broker import Broker, broker_from_url
-from ocpplab.central import CentralSystem
-from ocpplab.clock import Clock, SystemClock
+from ocpplab.broker import broker_from_url
+from ocpplab.broker.base import Broker
 from ocpplab.config import Settings
-from ocpplab.gateway import Gateway
-from ocpplab.guard import DashboardAuth, RequestGuard
-from ocpplab.live import serve_page_socket
-from ocpplab.services import Services
-from ocpplab.templating import STATIC_DIR, make_templates
+from ocpplab.core.clock import Clock, SystemClock
+from ocpplab.server.central import CentralSystem
+from ocpplab.server.gateway import Gateway
+from ocpplab.server.pagesocket import serve_page_socket
+from ocpplab.tools import dashboard_chargers as simulation
+from ocpplab.web import api, configure, operations, pages
+from ocpplab.web.guard import DashboardAuth, RequestGuard
+from ocpplab.web.services import Services
+from ocpplab.web.templating import STATIC_DIR, make_templates
 
 logger = logging.getLogger("ocpplab")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from ocpplab.app import create_app
-from ocpplab.cli import prepare_server_process
 from ocpplab.config import Settings
+from ocpplab.tools.cli import prepare_server_process
 
 prepare_server_process()
 app = create_app(Settings.from_env(os.environ))

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ocpplab.exceptions import ConfigError
+from ocpplab.core.errors import ConfigError
 
 ENV_PREFIX = "OCPPLAB_"
 

@@ -22,9 +22,9 @@ import websockets
 from ocpp.v16 import ChargePoint
 
 from ocpplab.app import create_app
-from ocpplab.broker import Broker
-from ocpplab.cli import uvicorn_options
+from ocpplab.broker.base import Broker
 from ocpplab.config import Settings
+from ocpplab.tools.cli import uvicorn_options
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 CHROMIUM = "/usr/bin/chromium"

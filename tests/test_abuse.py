@@ -13,8 +13,8 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from ocpplab import gateway
 from ocpplab.config import Settings
+from ocpplab.server import gateway
 from tests.support import exchange, page_socket, raw_charger, serve
 
 

@@ -15,16 +15,16 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ocpplab.broker import (
+from ocpplab.broker import broker_from_url
+from ocpplab.broker.base import (
     SUBSCRIBER_QUEUE_BYTES,
     SUBSCRIBER_QUEUE_SIZE,
-    SWEEP_MIN,
     Broker,
     Fence,
-    MemoryBroker,
     Signal,
     Subscription,
-    broker_from_url,
+)
+from ocpplab.broker.keys import (
     commands_channel,
     events_channel,
     generation_key,
@@ -33,8 +33,9 @@ from ocpplab.broker import (
     settings_key,
     transactions_key,
 )
-from ocpplab.exceptions import BrokerError
-from ocpplab.redis_broker import RedisBroker, redact
+from ocpplab.broker.memory import SWEEP_MIN, MemoryBroker
+from ocpplab.broker.redis import RedisBroker, redact
+from ocpplab.core.errors import BrokerError
 from tests.support import REDIS_URL, missing
 
 WAIT = 2.0

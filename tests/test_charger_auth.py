@@ -23,16 +23,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from websockets.exceptions import InvalidStatus
 
-from ocpplab.cli import main
 from ocpplab.config import Settings
-from ocpplab.credentials import (
+from ocpplab.core.errors import ConfigError
+from ocpplab.server.credentials import (
     NEEDS_BASIC,
     NEEDS_CERTIFICATE,
     ChargerCredentials,
     basic_credentials,
     load_passwords,
 )
-from ocpplab.exceptions import ConfigError
+from ocpplab.tools.cli import main
 from tests.support import RunningServer, exchange, serve
 
 
@@ -163,7 +163,7 @@ def test_the_username_must_be_the_identity_and_a_hex_key_is_its_text() -> None:
 
 def test_passwords_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every check goes through hmac.compare_digest on bytes, listed or not."""
-    from ocpplab import credentials as module
+    from ocpplab.server import credentials as module
 
     compared: list[tuple[bytes, bytes]] = []
 
@@ -319,10 +319,10 @@ async def test_failed_charger_logins_are_slowed_per_source(tmp_path: Path) -> No
 
 
 def test_the_simulate_button_says_why_simulated_chargers_cannot_log_in(tmp_path: Any) -> None:
-    from ocpplab.broker import MemoryBroker
-    from ocpplab.clock import SystemClock
-    from ocpplab.gateway import Gateway
-    from ocpplab.simulation import Simulations
+    from ocpplab.broker.memory import MemoryBroker
+    from ocpplab.core.clock import SystemClock
+    from ocpplab.server.gateway import Gateway
+    from ocpplab.tools.dashboard_chargers import Simulations
 
     passwords = tmp_path / "passwords.json"
     passwords.write_text('{"CP-1": "secret"}')

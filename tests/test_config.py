@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from ocpplab.config import SETTINGS, Settings
-from ocpplab.exceptions import ConfigError
+from ocpplab.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

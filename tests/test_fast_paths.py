@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from ocpplab.broker import MemoryBroker, presence_key
+from ocpplab.broker.keys import presence_key
+from ocpplab.broker.memory import MemoryBroker
 from ocpplab.config import Settings
-from ocpplab.protocol import Call, InvalidFrame, dumps_compact, encodable, parse
-from ocpplab.responder import format_time
+from ocpplab.core.frames import Call, InvalidFrame, dumps_compact, encodable, parse
+from ocpplab.core.responder import format_time
 from tests.support import exchange, page_socket, raw_charger, serve
 
 STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

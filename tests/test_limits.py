@@ -22,8 +22,8 @@ import fastjsonschema
 import jsonschema
 import pytest
 
-from ocpplab import schemas
-from ocpplab.protocol import (
+from ocpplab.core import schemas
+from ocpplab.core.frames import (
     MAX_DEPTH,
     Call,
     CallResult,
@@ -35,9 +35,9 @@ from ocpplab.protocol import (
     nests_too_deep,
     parse,
 )
-from ocpplab.responder import AnswerContext, Reply, ResponderSettings, respond
-from ocpplab.templating import dom_id, frame_body, pretty_json
-from ocpplab.validation import Validation
+from ocpplab.core.responder import AnswerContext, Reply, ResponderSettings, respond
+from ocpplab.server.checking import Validation
+from ocpplab.web.templating import dom_id, frame_body, pretty_json
 
 TIMESTAMP = "2026-01-01T00:00:00Z"
 MIB = 1024 * 1024

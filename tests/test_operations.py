@@ -20,11 +20,12 @@ from ocpp.exceptions import NotSupportedError
 from ocpp.routing import on
 from ocpp.v16 import call_result
 
-from ocpplab import operations, schemas
 from ocpplab.config import Settings
-from ocpplab.examples import example_request
-from ocpplab.schemaform import build_fields
-from ocpplab.templating import dom_id
+from ocpplab.core import schemas
+from ocpplab.dialects.ocpp16.examples import example_request
+from ocpplab.web import operations
+from ocpplab.web.forms import build_fields
+from ocpplab.web.templating import dom_id
 from tests.support import (
     REDIS_URL,
     Charger,

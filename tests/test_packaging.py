@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 import ocpplab
-from ocpplab import templating
+from ocpplab.web import templating
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "ocpplab", "templates", "static")
@@ -127,7 +127,7 @@ def test_the_wheel_holds_every_template_and_static_file_inside_the_package(wheel
 
 def test_ocpplab_from_the_wheel_finds_its_folders_inside_the_package(site: Path) -> None:
     printed = subprocess.run(
-        [sys.executable, "-c", "from ocpplab import templating as t; print(t.TEMPLATES_DIR)"],
+        [sys.executable, "-c", "from ocpplab.web import templating as t; print(t.TEMPLATES_DIR)"],
         cwd=site.parent,
         env=environment(site),
         capture_output=True,

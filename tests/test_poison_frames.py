@@ -23,9 +23,9 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from ocpplab import validation
 from ocpplab.config import Settings
-from ocpplab.protocol import MAX_DEPTH
+from ocpplab.core.frames import MAX_DEPTH
+from ocpplab.server import checking as validation
 from tests.support import REDIS_URL, RunningServer, exchange, page_socket, raw_charger, serve
 
 MIB = 1024 * 1024

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocpplab.protocol import (
+from ocpplab.core.frames import (
     Call,
     CallError,
     CallResult,

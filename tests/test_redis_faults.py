@@ -25,11 +25,12 @@ import pytest
 import redis
 from ocpp.v16 import call
 
-from ocpplab.broker import Signal, Subscription, settings_key
+from ocpplab.broker.base import Signal, Subscription
+from ocpplab.broker.keys import settings_key
+from ocpplab.broker.redis import RedisBroker
 from ocpplab.config import Settings
-from ocpplab.exceptions import BrokerUnavailable
-from ocpplab.redis_broker import RedisBroker
-from ocpplab.responder import ResponderSettings, Rule
+from ocpplab.core.errors import BrokerUnavailable
+from ocpplab.core.responder import ResponderSettings, Rule
 from tests.support import RunningServer, missing, ocpp_charger, page_socket, serve
 
 pytestmark = pytest.mark.redis

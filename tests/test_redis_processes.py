@@ -33,8 +33,8 @@ import websockets
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
 
-from ocpplab.broker import generation_key, presence_key, settings_key, transactions_key
-from ocpplab.gateway import CLOSE_REPLACED
+from ocpplab.broker.keys import generation_key, presence_key, settings_key, transactions_key
+from ocpplab.server.gateway import CLOSE_REPLACED
 from tests.support import (
     REDIS_URL,
     Charger,

@@ -6,7 +6,7 @@ import datetime
 
 import orjson
 
-from ocpplab.replay import (
+from ocpplab.core.replay import (
     ITEM_OVERHEAD,
     FrameRecord,
     Replay,

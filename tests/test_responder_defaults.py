@@ -1,7 +1,7 @@
 """The default answer to every charger-initiated OCPP 1.6 action is valid.
 
 Checked against the official OCPP 1.6 response schemas as the `ocpp` package ships them,
-read here directly rather than through `ocpplab.schemas`, so the adapter is not its own judge.
+read here directly rather than through `ocpplab.core.schemas`, so the adapter is not its own judge.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from ocpplab import schemas
-from ocpplab.protocol import Call, CallResult
-from ocpplab.responder import (
+from ocpplab.core import schemas
+from ocpplab.core.frames import Call, CallResult
+from ocpplab.core.responder import (
     AnswerContext,
     Reply,
     ResponderSettings,

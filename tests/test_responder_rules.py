@@ -6,10 +6,10 @@ import datetime
 
 import pytest
 
-from ocpplab import schemas
-from ocpplab.exceptions import InvalidRule
-from ocpplab.protocol import Call, CallError, CallResult
-from ocpplab.responder import (
+from ocpplab.core import schemas
+from ocpplab.core.errors import InvalidRule
+from ocpplab.core.frames import Call, CallError, CallResult
+from ocpplab.core.responder import (
     AnswerContext,
     ErrorSpec,
     Hold,

@@ -14,11 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from ocpplab import schemas
 from ocpplab.config import Settings
-from ocpplab.fleet import Fleet, SimulatedCharger, Stats
-from ocpplab.protocol import Call, CallError, CallResult
-from ocpplab.simulator import (
+from ocpplab.core import schemas
+from ocpplab.core.frames import Call, CallError, CallResult
+from ocpplab.tools.charger_model import (
     ChargerModel,
     Send,
     Sleep,
@@ -26,6 +25,7 @@ from ocpplab.simulator import (
     Timing,
     scenario_steps,
 )
+from ocpplab.tools.fleet import Fleet, SimulatedCharger, Stats
 from tests.support import RunningServer, page_socket, serve
 
 NOW = datetime.datetime(2026, 5, 4, 12, 0, tzinfo=datetime.UTC)

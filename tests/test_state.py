@@ -6,7 +6,12 @@ from typing import Any
 
 import orjson
 
-from ocpplab.state import MAX_CONNECTORS, MAX_METER_READINGS, MAX_TRANSACTIONS, ChargerState
+from ocpplab.dialects.ocpp16.state import (
+    MAX_CONNECTORS,
+    MAX_METER_READINGS,
+    MAX_TRANSACTIONS,
+    ChargerState,
+)
 
 AT = "2026-11-26T14:00:00.000Z"
 ACCEPTED = {"idTagInfo": {"status": "Accepted"}}

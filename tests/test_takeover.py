@@ -23,9 +23,9 @@ import pytest
 import redis
 import websockets
 
-from ocpplab.broker import generation_key
+from ocpplab.broker.keys import generation_key
 from ocpplab.config import Settings
-from ocpplab.gateway import CLOSE_REPLACED
+from ocpplab.server.gateway import CLOSE_REPLACED
 from tests.support import REDIS_URL, exchange, serve
 from tests.test_redis_faults import RedisServer
 from tests.test_redis_processes import Instance

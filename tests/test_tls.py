@@ -26,9 +26,9 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
-from ocpplab import tls
-from ocpplab.cli import main, uvicorn_options
 from ocpplab.config import Settings
+from ocpplab.server import tls
+from ocpplab.tools.cli import main, uvicorn_options
 from tests.support import PageClient, RunningServer, exchange, serve
 
 BOOT = {"chargePointVendor": "Vendor", "chargePointModel": "Model"}

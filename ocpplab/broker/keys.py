@@ -1,0 +1,51 @@
+"""The broker's names: one events channel, one command channel and a few keys per identity.
+
+The identity is escaped, so that no identity can collide with another's names.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+INSTANCES = "ocpplab:instances"  # the set of live instances' records (`instance_key`)
+
+
+def _escape(identity: str) -> str:
+    # Percent-encode everything but unreserved characters, so ":" or "*" in an identity
+    # can never reach another identity's names.
+    return quote(identity, safe="")
+
+
+def events_channel(identity: str) -> str:
+    """Gateway -> pages: frames, connection events, state."""
+    return f"ocpplab:events:{_escape(identity)}"
+
+
+def commands_channel(identity: str) -> str:
+    """Pages, forms and the API -> the gateway holding the charger."""
+    return f"ocpplab:commands:{_escape(identity)}"
+
+
+def settings_key(identity: str) -> str:
+    """The identity's responder settings (JSON, with a TTL)."""
+    return f"ocpplab:settings:{_escape(identity)}"
+
+
+def presence_key(identity: str) -> str:
+    """Who holds the charger right now, since when, and its derived state."""
+    return f"ocpplab:presence:{_escape(identity)}"
+
+
+def generation_key(identity: str) -> str:
+    """How many connections the identity has had: the newest one's number (see `Fence`)."""
+    return f"ocpplab:generation:{_escape(identity)}"
+
+
+def transactions_key(identity: str) -> str:
+    """The last transaction id handed to the identity, wherever it was connected."""
+    return f"ocpplab:transactions:{_escape(identity)}"
+
+
+def instance_key(instance: str) -> str:
+    """One instance's record: how many chargers it holds, and the first few of them."""
+    return f"ocpplab:instance:{_escape(instance)}"

@@ -1,0 +1,235 @@
+"""What a person (through a form) or a script (through the API) can ask of the central system.
+
+The dashboard's forms and the JSON API are two faces of these same methods. Everything
+goes through the broker, so it works the same whether the charger is held by this process
+or by another host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+import uuid
+from typing import Any
+
+from ocpplab.broker.base import Broker, Signal
+from ocpplab.broker.keys import commands_channel, events_channel, presence_key, settings_key
+from ocpplab.config import Settings
+from ocpplab.core import schemas
+from ocpplab.core.errors import BrokerError, CallTimeout, ChargerOffline, UnknownAction
+from ocpplab.core.responder import ResponderSettings, Rule
+from ocpplab.server.gateway import Gateway
+from ocpplab.server.roster import LISTED
+
+ANSWER_WAIT = 3.0
+
+
+def offline(identity: str) -> dict[str, Any]:
+    """The status of an identity that no instance holds."""
+    return {
+        "identity": identity,
+        "connected": False,
+        "connected_since": None,
+        "subprotocol": None,
+        "state": None,
+    }
+
+
+def _as_new(session: str, generation: int | None, record: dict[str, Any]) -> bool:
+    """Whether a session of this instance is the one `record` names, or a newer one whose
+    record is being written."""
+    if session == record.get("session"):
+        return True
+    named = record.get("generation")
+    return isinstance(named, int) and generation is not None and generation > named
+
+
+def _presence(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and record.get("connected") else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a central-system call ended: "result", "error", "timeout" or "offline"."""
+
+    unique_id: str
+    action: str
+    outcome: str
+    payload: Any = None
+    error: dict[str, Any] | None = None
+    rtt_ms: float | None = None
+    violations: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+
+class CentralSystem:
+    """The operations behind every form and API endpoint."""
+
+    def __init__(self, settings: Settings, broker: Broker, gateway: Gateway) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.gateway = gateway
+
+    # Charger status
+
+    async def status(self, identity: str) -> dict[str, Any]:
+        """`connected`, since when, subprotocol and derived state, wherever the charger is.
+
+        One source of truth for every view: the presence record, which only the newest
+        connection of the identity may write (`broker.Fence`). It names the session and
+        the instance that holds it; that instance answers from the live session (whose
+        state the record carries some seconds late), any other from the record, as long
+        as the holder's instance record is alive. So no two instances disagree on who
+        holds a charger, also right after a takeover across hosts, and a record left by
+        a connection that is gone, or by an instance that died, says "not connected".
+        Raises `BrokerError` when the broker cannot be read.
+        """
+        text = await self.broker.get(presence_key(identity))
+        record = _presence(text)
+        if record is None:
+            return offline(identity)
+        roster = self.gateway.roster
+        if record.get("instance") == roster.instance:
+            session = self.gateway.sessions.get(identity)
+            if session is None or not _as_new(session.id, session.generation, record):
+                return offline(identity)
+            return session.presence()
+        if not await roster.alive(str(record.get("instance"))):
+            return offline(identity)
+        return record
+
+    async def connected(self, limit: int = LISTED) -> tuple[int, list[dict[str, Any]]]:
+        """How many chargers the whole central system holds, and the first `limit` of them
+        by identity (presence-like records: identity, connected_since, subprotocol, session).
+
+        Every instance's chargers with Redis (see `roster`); this process's with the memory
+        broker. Raises `BrokerError` when the other instances' records cannot be read.
+        """
+        return await self.gateway.roster.connected(limit)
+
+    # Responder settings
+
+    async def responder_settings(self, identity: str) -> ResponderSettings:
+        text = await self.broker.get(settings_key(identity))
+        return ResponderSettings.from_json(json.loads(text)) if text else ResponderSettings()
+
+    async def save_responder_settings(self, identity: str, settings: ResponderSettings) -> None:
+        """Store settings (TTL refreshed) and tell the gateway and every page at once."""
+        data = settings.to_json()
+        await self.broker.set(settings_key(identity), json.dumps(data), self.settings.settings_ttl)
+        await self.broker.publish(
+            commands_channel(identity), json.dumps({"op": "settings", "settings": data})
+        )
+        await self.broker.publish(
+            events_channel(identity), json.dumps({"kind": "settings", "settings": data})
+        )
+
+    async def set_rule(self, identity: str, action: str, rule: Rule | None) -> ResponderSettings:
+        """Set (or, with None, reset to default) the rule for one charger-initiated action."""
+        if action not in schemas.CHARGER_ACTIONS:
+            raise UnknownAction(f"{action!r} is not an action a charger sends in OCPP 1.6")
+        settings = (await self.responder_settings(identity)).with_rule(action, rule)
+        await self.save_responder_settings(identity, settings)
+        return settings
+
+    # Central-system calls and raw frames
+
+    async def call(
+        self,
+        identity: str,
+        action: str,
+        payload: Any,
+        *,
+        concurrent: bool = False,
+        unique_id: str | None = None,
+        wait: bool = True,
+    ) -> Outcome:
+        """Send a CALL to the charger and wait for its CALLRESULT, CALLERROR or timeout.
+
+        Raises `ChargerOffline` at once when no process holds the charger.
+        """
+        if action not in schemas.CENTRAL_ACTIONS:
+            raise UnknownAction(f"{action!r} is not an action a central system sends in OCPP 1.6")
+        unique_id = unique_id or str(uuid.uuid4())
+        command = {
+            "op": "call",
+            "unique_id": unique_id,
+            "action": action,
+            "payload": payload,
+            "concurrent": concurrent,
+        }
+        async with self.broker.subscribe(events_channel(identity)) as events:
+            await self._command(identity, command)
+            if not wait:
+                return Outcome(unique_id, action, "sent")
+            return await self._await_outcome(events, unique_id, action)
+
+    async def _await_outcome(self, events: Any, unique_id: str, action: str) -> Outcome:
+        # A queued call may wait for earlier ones; once sent, the gateway's own timeout
+        # ends it, so this deadline is only a safety net.
+        deadline = time.monotonic() + 10 * self.settings.call_timeout + 5
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                item = await asyncio.wait_for(events.get(), remaining)
+            except TimeoutError:
+                break
+            if isinstance(item, Signal):
+                continue
+            event = json.loads(item)
+            if event.get("unique_id") != unique_id:
+                continue
+            if event.get("kind") == "sent":
+                deadline = time.monotonic() + self.settings.call_timeout + 5
+            elif event.get("kind") == "outcome":
+                return Outcome(
+                    unique_id,
+                    action,
+                    event["outcome"],
+                    event.get("payload"),
+                    event.get("error"),
+                    event.get("rtt_ms"),
+                    event.get("violations") or [],
+                )
+        raise CallTimeout(f"{action} {unique_id}: no outcome from the charger's gateway")
+
+    async def _command(self, identity: str, command: dict[str, Any]) -> None:
+        """Hand a command to whichever process holds the charger; raises `ChargerOffline`."""
+        if await self.broker.publish(commands_channel(identity), json.dumps(command)) == 0:
+            raise ChargerOffline(f"no charger {identity!r} is connected")
+
+    async def send_frame(self, identity: str, text: str) -> None:
+        """Send `text` to the charger exactly as given; raises `ChargerOffline`."""
+        await self._command(identity, {"op": "raw", "text": text})
+
+    async def cancel(self, identity: str, unique_id: str) -> None:
+        """Take a queued call out of the queue before it is sent (an outcome follows)."""
+        await self._command(identity, {"op": "cancel", "unique_id": unique_id})
+
+    async def answer_held(self, identity: str, unique_id: str, reply: dict[str, Any]) -> bool:
+        """Answer a held (manual) call. True when this answer won, False when it was too late.
+
+        `reply` is `{"payload": {...}}`, `{"error": {"code", "description", "details"}}` or
+        `{"ignore": true}`.
+        """
+        token = uuid.uuid4().hex
+        command = {"op": "answer", "unique_id": unique_id, "reply": reply, "token": token}
+        async with self.broker.subscribe(events_channel(identity)) as events:
+            await self._command(identity, command)
+            try:
+                async with asyncio.timeout(ANSWER_WAIT):
+                    async for item in events:
+                        if isinstance(item, Signal):
+                            continue
+                        event = json.loads(item)
+                        if event.get("by") == token:
+                            return bool(event.get("kind") == "released")
+            except TimeoutError:
+                raise BrokerError("the charger's gateway did not confirm the answer") from None
+        return False

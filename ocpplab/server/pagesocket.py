@@ -1,0 +1,325 @@
+"""The page's live socket, `WS /chargers/{identity}/live`, fed by the broker.
+
+It subscribes to the identity's events, asks the gateway that holds the charger (wherever
+it is) for a replay of recent frames, and pushes each event as an out-of-band HTML fragment
+for the htmx websocket extension. Events that arrive faster than a person can read are sent
+in batches; a page that cannot keep up loses events (and is told so), never the charger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+from markupsafe import Markup
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ocpplab.broker.base import Signal, Subscription
+from ocpplab.broker.keys import commands_channel, events_channel
+from ocpplab.core.frames import encodable
+from ocpplab.core.identity import identity_problem
+from ocpplab.logs import log_failure
+from ocpplab.server.gateway import WATCH_TTL, refuse
+from ocpplab.web.services import Services, services_of
+from ocpplab.web.templating import render_block
+
+logger = logging.getLogger("ocpplab.server.pagesocket")
+
+BATCH_MAX = 200
+# A page that falls behind (FLOOD_BATCH or more events waiting at once) gets at most 20
+# updates a second; a page that keeps up gets every event the moment it arrives.
+BATCH_PAUSE = 0.05
+FLOOD_BATCH = 20
+PAGES_PER_SOURCE = 32
+REPLAY_SLICE = 25  # log entries rendered and sent at a time when a page opens
+PAGE = "charger.html"
+WRAPPERS = "_live.html"
+
+
+async def serve_page_socket(websocket: WebSocket) -> None:
+    services = services_of(websocket)
+    identity = websocket.path_params["identity"]
+    problem = identity_problem(identity, services.settings.max_identity_length)
+    if problem:
+        await refuse(websocket, 400, problem)
+        return
+    client = websocket.client
+    source = client.host if client else "unknown"
+    pages = services.open_pages
+    if pages.total() >= services.settings.max_pages or pages[source] >= PAGES_PER_SOURCE:
+        # Each open page holds a subscription, a queue and two tasks: bounded in number.
+        await refuse(
+            websocket,
+            503,
+            "too many pages are open on this server (OCPPLAB_MAX_PAGES, at most "
+            f"{PAGES_PER_SOURCE} from one address); close some and reload",
+        )
+        return
+    pages[source] += 1
+    try:
+        await websocket.accept()
+        await PageSocket(services, websocket, identity).run()
+    finally:
+        pages[source] -= 1
+        if not pages[source]:
+            del pages[source]
+
+
+class PageSocket:
+    """One open page watching one identity."""
+
+    def __init__(self, services: Services, websocket: WebSocket, identity: str) -> None:
+        self.services = services
+        self.websocket = websocket
+        self.identity = identity
+        self.page_id = uuid.uuid4().hex
+        self.session: str | None = None
+        self.seen: set[int] = set()
+        self.log_started = False
+        self._pending: list[str] = []  # rendered fragments not sent yet
+
+    async def run(self) -> None:
+        broker = self.services.broker
+        async with broker.subscribe(events_channel(self.identity)) as events:
+            await self._watch(replay=True)
+            await self._send(self._live_status(True, "Live updates: on"))
+            pump = asyncio.create_task(self._pump(events))
+            keepalive = asyncio.create_task(self._keepalive())
+            try:
+                await self._wait_for_close()
+            finally:
+                for task in (pump, keepalive):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    async def _wait_for_close(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+    async def _watch(self, *, replay: bool) -> None:
+        command: dict[str, Any] = {"op": "watch"}
+        if replay:
+            command["page"] = self.page_id
+        with contextlib.suppress(Exception):
+            await self.services.broker.publish(commands_channel(self.identity), json.dumps(command))
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_TTL / 3)
+            await self._watch(replay=False)
+
+    async def _pump(self, events: Subscription) -> None:
+        while True:
+            batch = [await events.get()]
+            while len(batch) < BATCH_MAX and (item := events.get_nowait()) is not None:
+                batch.append(item)
+            for item in batch:
+                html = await self._render_safely(item)  # may send a replay's slices itself
+                self._pending.append(html)
+            if not await self._flush():
+                return
+            if len(batch) >= FLOOD_BATCH:
+                await asyncio.sleep(BATCH_PAUSE)
+
+    async def _send(self, html: str) -> bool:
+        """Send a fragment; False when the page is gone.
+
+        A fragment that UTF-8 cannot encode (a lone surrogate a charger sent as `\\ud800`
+        in a JSON string, rendered into it) would fail to send, and the failure would end
+        the page's live updates: it goes with the character shown as its escape instead.
+        The server refuses such text before sending anything, so sending it again is safe.
+        """
+        try:
+            try:
+                await self.websocket.send_text(html)
+            except UnicodeEncodeError:
+                await self.websocket.send_text(encodable(html))
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return False
+        return True
+
+    async def _flush(self) -> bool:
+        """Send what was rendered and not sent yet; False when the page is gone."""
+        html, self._pending = "".join(self._pending), []
+        return not html or await self._send(html)
+
+    async def _render_safely(self, item: str | Signal) -> str:
+        """One bad event must not end the page's live updates."""
+        try:
+            return await self._render(item)
+        except Exception:
+            log_failure(logger, "rendering a live update failed")
+            return ""
+
+    async def _render(self, item: str | Signal) -> str:
+        if item is Signal.INTERRUPTED:
+            return self._live_status(False, "Live updates interrupted: the broker is unreachable")
+        if item is Signal.RESUMED:
+            await self._watch(replay=False)
+            return self._live_status(True, "Live updates: on") + self._log(
+                {
+                    "kind": "gap",
+                    "at": "",
+                    "text": "Live updates resumed: frames may be missing here",
+                }
+            )
+        if item is Signal.OVERFLOW:
+            return self._log(
+                {"kind": "gap", "at": "", "text": "This page fell behind: some frames were skipped"}
+            )
+        try:
+            event = json.loads(item)
+        except ValueError:
+            return ""
+        return await self.render_event(event)
+
+    async def render_event(self, event: dict[str, Any]) -> str:
+        kind = event.get("kind")
+        if kind == "replay":
+            if event.get("page") != self.page_id:
+                return ""
+            await self._send_replay(event)
+            return self._render_extra(event)
+        if kind in {"connected", "disconnected"}:
+            if kind == "connected" and event.get("session") != self.session:
+                self.session, self.seen = event.get("session"), set()
+                await self._watch(replay=False)
+            return self._status(event) + self._log(event)
+        if kind == "state":
+            return self._block("state_panel", state=event["state"])
+        if kind in {"settings", "answer_refused"}:
+            return self._render_extra(event)
+        seq = event.get("seq")
+        if isinstance(seq, int):
+            if seq in self.seen:
+                return ""
+            self._remember(seq)
+        html = self._log(event) if kind != "sent" else ""
+        if kind == "held":
+            html += self._held(event)
+        elif kind == "released":
+            html += self._wrap("held_removed", unique_id=event["unique_id"])
+        return html + self._render_extra(event)
+
+    def _remember(self, seq: int) -> None:
+        """Note a rendered event so a replay does not show it twice; bounded by the replay."""
+        self.seen.add(seq)
+        window = max(self.services.settings.replay_size, 1)
+        if len(self.seen) > 2 * window:
+            newest = max(self.seen)
+            self.seen = {item for item in self.seen if item > newest - window}
+
+    async def _send_replay(self, replay: dict[str, Any]) -> None:
+        """Render a replay a slice at a time, sending each before rendering the next.
+
+        What was rendered before it goes first, so the page sees events in order; between
+        slices other chargers and pages get the event loop.
+        """
+        await self._flush()
+        connected = replay["connected"]
+        self.session = connected.get("session")
+        self._pending += [
+            self._status(connected),
+            self._block("state_panel", state=replay["state"]),
+        ]
+        fresh = []
+        for event in replay["events"]:
+            seq = event.get("seq")
+            if event.get("session") == self.session and seq not in self.seen:
+                self._remember(seq)
+                fresh.append(event)
+        for start in range(0, len(fresh), REPLAY_SLICE):
+            self._pending.append(self._log_many(fresh[start : start + REPLAY_SLICE]))
+            if not await self._flush():
+                return
+            await asyncio.sleep(0)
+        self._pending.extend(self._held(event) for event in replay.get("held", []))
+
+    def _render_extra(self, event: dict[str, Any]) -> str:
+        """Fragments that other panels (Configure, Operations) derive from an event."""
+        renderer = self.services.extra_renderers.get(str(event.get("kind")))
+        return renderer(self, event) if renderer else ""
+
+    # Fragments
+
+    def _block(self, block: str, **context: Any) -> str:
+        return render_block(
+            self.services.templates,
+            PAGE,
+            block,
+            identity=self.identity,
+            connection=self.websocket,
+            **context,
+        )
+
+    def _log(self, event: dict[str, Any]) -> str:
+        return self._log_many([event])
+
+    def _log_many(self, events: list[dict[str, Any]]) -> str:
+        if not events:
+            return ""
+        entries = "".join(self._block("log_entry", event=event) for event in reversed(events))
+        # The placeholder is removed once per page: htmx reports an error for an
+        # out-of-band target that is already gone.
+        first, self.log_started = not self.log_started, True
+        return self._wrap("log_prepend", entries=Markup(entries), first=first)
+
+    def _held(self, event: dict[str, Any]) -> str:
+        card = self._block("held_card", event=event)
+        return self._wrap("held_prepend", card=Markup(card))
+
+    def _status(self, event: dict[str, Any]) -> str:
+        return self._block("status", status=status_from_event(event))
+
+    def _live_status(self, ok: bool, text: str) -> str:
+        return self._block("live_status", live_ok=ok, live_text=text, oob=True)
+
+    def _wrap(self, block: str, **context: Any) -> str:
+        """An out-of-band wrapper from `_live.html`: where a fragment goes on the page."""
+        return render_block(self.services.templates, WRAPPERS, block, **context)
+
+
+def status_from_event(event: dict[str, Any] | None) -> dict[str, Any]:
+    """The status line's content from a connected/disconnected event or a presence record."""
+    if event is None:
+        return {
+            "state": "waiting",
+            "text": "Waiting for the charger to connect",
+            "detail": "",
+            "warnings": [],
+        }
+    if event.get("kind") == "disconnected":
+        reason = event.get("reason") or ""
+        replaced = reason.startswith("replaced")
+        return {
+            "state": "replaced" if replaced else "disconnected",
+            "text": "Replaced by a new connection" if replaced else "Disconnected",
+            "detail": f"close code {event.get('code')}" + (f", {reason}" if reason else ""),
+            "warnings": [],
+        }
+    since = event.get("at") or event.get("connected_since") or ""
+    remote = f" from {event['remote']}" if event.get("remote") else ""
+    return {
+        "state": "connected",
+        "text": "Connected",
+        "detail": f"since {since}{remote}, subprotocol {event.get('subprotocol') or 'none'}"
+        + _tls_detail(event.get("tls")),
+        "warnings": event.get("warnings") or [],
+    }
+
+
+def _tls_detail(tls: Any) -> str:
+    """The TLS part of the status line, which is how a person trying security profiles 2
+    and 3 sees what a charger negotiated; empty without TLS (or behind a TLS proxy)."""
+    if not isinstance(tls, dict):
+        return ""
+    text = f", over {tls.get('version')} ({tls.get('cipher')})"
+    subject = tls.get("client_subject")
+    return text + (f", client certificate {subject}" if subject else "")

@@ -1,0 +1,410 @@
+"""The Configure panel: a person decides how the central system answers each charger call.
+
+Each charger-initiated action has a rule (see `responder.Rule`). The form for a rule is
+generated from the action's response schema; it posts back over HTTP and answers with the
+form again (saved, or with every problem next to its field). Saving goes through
+`CentralSystem.set_rule`, which stores the settings, tells the charger's gateway, and
+publishes a `settings` event that refreshes the rule list on every open page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ocpplab.core import schemas
+from ocpplab.core.errors import BrokerError, InvalidRule
+from ocpplab.core.frames import dumps_compact
+from ocpplab.core.identity import identity_problem
+from ocpplab.core.responder import (
+    MAX_DELAY,
+    MAX_HOLD,
+    ResponderSettings,
+    Rule,
+    default_payload,
+)
+from ocpplab.web.forms import (
+    Field,
+    attach_violations,
+    build_fields,
+    fill_for_validation,
+    read_form,
+)
+from ocpplab.web.services import Services, services_of
+from ocpplab.web.templating import render_block
+
+TEMPLATE = "_configure.html"
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A common experiment, saved with one click."""
+
+    key: str
+    label: str
+    rule: dict[str, Any]
+
+
+def _custom(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"mode": "custom", "payload": payload}
+
+
+def _id_tag(status: str) -> dict[str, Any]:
+    return _custom({"idTagInfo": {"status": status}})
+
+
+PRESETS: dict[str, tuple[Preset, ...]] = {
+    "BootNotification": (
+        Preset(
+            "pending",
+            "Pending, interval 15 s",
+            _custom({"status": "Pending", "currentTime": "{now}", "interval": 15}),
+        ),
+        Preset(
+            "rejected",
+            "Rejected, interval 60 s",
+            _custom({"status": "Rejected", "currentTime": "{now}", "interval": 60}),
+        ),
+    ),
+    "Authorize": (
+        Preset("invalid", "Invalid", _id_tag("Invalid")),
+        Preset("blocked", "Blocked", _id_tag("Blocked")),
+        Preset("expired", "Expired", _id_tag("Expired")),
+    ),
+    "StartTransaction": (
+        Preset(
+            "invalid",
+            "Reject the idTag (Invalid)",
+            _custom({"idTagInfo": {"status": "Invalid"}, "transactionId": "{transactionId}"}),
+        ),
+        Preset(
+            "fixed-id",
+            "transactionId 12345",
+            _custom({"idTagInfo": {"status": "Accepted"}, "transactionId": 12345}),
+        ),
+    ),
+    "StopTransaction": (Preset("invalid", "Reject the idTag (Invalid)", _id_tag("Invalid")),),
+    "DataTransfer": (
+        Preset("rejected", "Rejected", _custom({"status": "Rejected"})),
+        Preset("unknown-vendor", "UnknownVendorId", _custom({"status": "UnknownVendorId"})),
+    ),
+}
+COMMON_PRESETS = (
+    Preset("ignore", "Don't answer", {"mode": "ignore"}),
+    Preset("manual", "Hold for me", {"mode": "manual"}),
+    Preset(
+        "error",
+        "CALLERROR InternalError",
+        {"mode": "error", "error": {"code": "InternalError", "description": "ocpplab test"}},
+    ),
+)
+
+
+def presets_for(action: str) -> tuple[Preset, ...]:
+    return PRESETS.get(action, ()) + COMMON_PRESETS
+
+
+def summary(rule: Rule) -> str:
+    """One line that says what a rule does, for the list of actions."""
+    if rule.mode == "custom":
+        text = "custom: " + _short(rule.payload)
+    elif rule.mode == "error":
+        text = f"CALLERROR {rule.error.code if rule.error else 'GenericError'}"
+    elif rule.mode == "ignore":
+        text = "no answer (ignore)"
+    elif rule.mode == "manual":
+        timeout = f"{rule.timeout:g} s" if rule.timeout else "default timeout"
+        text = f"held for a person ({timeout}, then {rule.fallback})"
+    else:
+        text = "default"
+    if rule.delay:
+        text += f" · after {rule.delay:g} s"
+    return text
+
+
+def _short(payload: Any) -> str:
+    text = dumps_compact(payload)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+@dataclasses.dataclass
+class RuleForm:
+    """Everything the rule form shows: values as typed, and every problem found."""
+
+    action: str
+    mode: str = "default"
+    fields: list[Field] = dataclasses.field(default_factory=list)
+    payload_json: str = ""
+    delay: str = "0"
+    timeout: str = ""
+    fallback: str = "default"
+    error_code: str = "GenericError"
+    error_description: str = ""
+    error_details: str = "{}"
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    problems: list[str] = dataclasses.field(default_factory=list)
+    message: str = ""
+    saved: bool = False
+
+    @classmethod
+    def from_rule(cls, action: str, rule: Rule, services: Services) -> RuleForm:
+        context_payload = _proposal(action, services)
+        payload = rule.payload if rule.payload is not None else context_payload
+        error = rule.error
+        return cls(
+            action=action,
+            mode=rule.mode,
+            fields=build_fields(schemas.schema(action, response=True), payload),
+            payload_json=json.dumps(payload, indent=2, ensure_ascii=False),
+            delay=f"{rule.delay:g}",
+            timeout=f"{rule.timeout:g}" if rule.timeout is not None else "",
+            fallback=rule.fallback,
+            error_code=error.code if error else "GenericError",
+            error_description=error.description if error else "",
+            error_details=json.dumps(error.details if error else {}),
+        )
+
+
+def _proposal(action: str, services: Services) -> dict[str, Any]:
+    """The default answer with placeholders, as the custom form's starting point."""
+    from ocpplab.core.responder import AnswerContext
+
+    payload = default_payload(action, AnswerContext(services.clock.now(), 1))
+    if "currentTime" in payload:
+        payload["currentTime"] = "{now}"
+    if "transactionId" in payload:
+        payload["transactionId"] = "{transactionId}"
+    return payload
+
+
+def read_rule_form(action: str, form: FormData) -> tuple[RuleForm, dict[str, Any] | None]:
+    """Read a submitted rule form; returns the form (with problems) and the rule's JSON."""
+    text = {key: str(value) for key, value in form.items()}
+    state = RuleForm(
+        action=action,
+        mode=text.get("mode", "default"),
+        fields=build_fields(schemas.schema(action, response=True), {}),
+        payload_json=text.get("payload_json", ""),
+        delay=text.get("delay", "0").strip() or "0",
+        timeout=text.get("timeout", "").strip(),
+        fallback=text.get("fallback", "default"),
+        error_code=(text.get("error_code_other", "").strip() or text.get("error_code", "")),
+        error_description=text.get("error_description", ""),
+        error_details=text.get("error_details", "").strip() or "{}",
+    )
+    payload, fields_ok = read_form(state.fields, text, placeholders=True)
+    if text.get("source") == "json":
+        try:
+            payload = json.loads(state.payload_json)
+        except ValueError as exc:
+            state.errors["payload_json"] = f"not valid JSON: {exc}"
+        else:
+            state.fields = build_fields(schemas.schema(action, response=True), payload)
+    elif fields_ok:
+        state.payload_json = json.dumps(payload, indent=2, ensure_ascii=False)
+    else:
+        state.problems.append("Some fields cannot be read; see the marked fields.")
+    rule: dict[str, Any] = {"mode": state.mode, "fallback": state.fallback}
+    rule["delay"] = _seconds(state, "delay", state.delay, 0, MAX_DELAY)
+    if state.timeout:
+        rule["timeout"] = _seconds(state, "timeout", state.timeout, 1, MAX_HOLD)
+    if state.mode in {"custom", "manual"}:
+        rule["payload"] = payload
+    if state.mode == "error":
+        rule["error"] = {
+            "code": state.error_code,
+            "description": state.error_description,
+            "details": _details(state),
+        }
+    if state.errors or state.problems:
+        return state, None
+    if state.mode in {"custom", "manual"} and text.get("force") != "on":
+        violations = schemas.validate(action, fill_for_validation(payload), response=True)
+        if violations:
+            leftover = attach_violations(state.fields, violations)
+            state.problems.append(
+                f"Not saved: the answer breaks the {action} response schema in "
+                f"{schemas.violation_count(violations)} place(s). Fix them, or tick "
+                "“Save anyway” to answer with an invalid payload on purpose."
+            )
+            state.problems.extend(leftover)
+            return state, None
+    return state, rule
+
+
+def _seconds(state: RuleForm, name: str, text: str, low: float, high: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        state.errors[name] = "must be a number of seconds"
+        return 0.0
+    if not low <= value <= high:
+        state.errors[name] = f"must be between {low:g} and {high:g} seconds"
+    return value
+
+
+def _details(state: RuleForm) -> Any:
+    try:
+        details = json.loads(state.error_details)
+    except ValueError as exc:
+        state.errors["error_details"] = f"not valid JSON: {exc}"
+        return {}
+    if not isinstance(details, dict):
+        state.errors["error_details"] = "must be a JSON object, such as {}"
+    return details
+
+
+# HTTP handlers
+
+
+def _render(request: Request, block: str, status: int = 200, **context: Any) -> HTMLResponse:
+    services = services_of(request)
+    html = render_block(
+        services.templates,
+        TEMPLATE,
+        block,
+        identity=request.path_params["identity"],
+        connection=request,
+        **context,
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def _checked(request: Request) -> tuple[str, str, Response | None]:
+    identity = request.path_params["identity"]
+    action = request.path_params.get("action", "")
+    problem = identity_problem(identity, services_of(request).settings.max_identity_length)
+    if problem:
+        return identity, action, HTMLResponse(problem, status_code=400)
+    if action and action not in schemas.CHARGER_ACTIONS:
+        return identity, action, HTMLResponse("unknown action", status_code=404)
+    return identity, action, None
+
+
+async def rule_form(request: Request) -> Response:
+    """GET: the form for one action's rule, as currently saved."""
+    identity, action, refused = _checked(request)
+    if refused:
+        return refused
+    services = services_of(request)
+    try:
+        settings = await services.central.responder_settings(identity)
+    except BrokerError as exc:
+        return HTMLResponse(f"The broker is unavailable: {exc}", status_code=503)
+    form = RuleForm.from_rule(action, settings.rule(action), services)
+    return _render(request, "rule_form", form=form, presets=presets_for(action))
+
+
+async def save_rule(request: Request) -> Response:
+    """POST: save the rule from the form, a preset, or reset it to the default."""
+    identity, action, refused = _checked(request)
+    if refused:
+        return refused
+    services = services_of(request)
+    submitted = await request.form()
+    preset_key = str(submitted.get("preset", ""))
+    rule_json: dict[str, Any] | None
+    if submitted.get("reset"):
+        form, rule_json = RuleForm(action), {"mode": "default"}
+    elif preset_key:
+        preset = next((item for item in presets_for(action) if item.key == preset_key), None)
+        if preset is None:
+            return HTMLResponse("unknown preset", status_code=404)
+        form, rule_json = RuleForm(action), preset.rule
+    else:
+        form, rule_json = read_rule_form(action, submitted)
+    if rule_json is None:
+        return _render(request, "rule_form", 422, form=form, presets=presets_for(action))
+    try:
+        rule = Rule.from_json(rule_json)
+        await services.central.set_rule(identity, action, rule)
+    except InvalidRule as exc:
+        form.problems.append(f"Not saved: {exc}")
+        return _render(request, "rule_form", 422, form=form, presets=presets_for(action))
+    except BrokerError as exc:
+        form.problems.append(f"Not saved: the broker is unavailable ({exc})")
+        return _render(request, "rule_form", 503, form=form, presets=presets_for(action))
+    saved = RuleForm.from_rule(action, rule, services)
+    saved.saved, saved.message = True, f"Saved: {action} is now answered with {summary(rule)}."
+    return _render(request, "rule_form", form=saved, presets=presets_for(action))
+
+
+async def save_validation(request: Request) -> Response:
+    """POST: lenient or strict answers to calls that break the request schema."""
+    identity, _, refused = _checked(request)
+    if refused:
+        return refused
+    services = services_of(request)
+    policy = str((await request.form()).get("validation", ""))
+    if policy not in {"lenient", "strict"}:
+        return HTMLResponse("validation must be lenient or strict", status_code=422)
+    try:
+        settings = await services.central.responder_settings(identity)
+        settings = dataclasses.replace(settings, validation=policy)  # type: ignore[arg-type]
+        await services.central.save_responder_settings(identity, settings)
+    except BrokerError as exc:
+        return HTMLResponse(f"Not saved: the broker is unavailable ({exc})", status_code=503)
+    return _render(request, "validation_form", responder=settings, message="Saved.", oob=False)
+
+
+routes: list[BaseRoute] = [
+    Route(
+        "/chargers/{identity:identity}/rules/{action}", rule_form, methods=["GET"], name="rule_form"
+    ),
+    Route(
+        "/chargers/{identity:identity}/rules/{action}",
+        save_rule,
+        methods=["POST"],
+        name="save_rule",
+    ),
+    Route(
+        "/chargers/{identity:identity}/validation",
+        save_validation,
+        methods=["POST"],
+        name="save_validation",
+    ),
+]
+
+
+def _render_settings(page: Any, event: dict[str, Any]) -> str:
+    settings = ResponderSettings.from_json(event.get("settings"))
+    summaries = "".join(
+        render_block(
+            page.services.templates,
+            TEMPLATE,
+            "rule_summary",
+            identity=page.identity,
+            connection=page.websocket,
+            responder=settings,
+            summary=summary,
+            action=action,
+            oob=True,
+        )
+        for action in schemas.CHARGER_ACTIONS
+    )
+    return summaries + render_block(
+        page.services.templates,
+        TEMPLATE,
+        "validation_form",
+        identity=page.identity,
+        connection=page.websocket,
+        responder=settings,
+        message="",
+        oob=True,
+    )
+
+
+def install(services: Services) -> None:
+    """Refresh the rule list on every open page when anyone changes a rule."""
+    services.extra_renderers["settings"] = _render_settings
+
+
+async def page_context(services: Services, identity: str) -> dict[str, Any]:
+    """What this panel needs to render on the charger page."""
+    return {"summary": summary, "oob": False, "message": ""}

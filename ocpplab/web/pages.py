@@ -1,0 +1,173 @@
+"""HTML pages and the forms that post back to them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+
+from ocpplab.config import Settings
+from ocpplab.core.errors import BrokerError, ChargerOffline
+from ocpplab.core.identity import from_user_input, identity_problem
+from ocpplab.core.responder import ResponderSettings
+from ocpplab.server.pagesocket import status_from_event
+from ocpplab.server.roster import LISTED
+from ocpplab.web import configure, operations
+from ocpplab.web.services import Services, services_of
+
+
+def base_url(request: Request) -> str:
+    """`https://host` as people and chargers reach us: OCPPLAB_PUBLIC_URL, else the request."""
+    public = services_of(request).settings.public_url
+    if public:
+        return public
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def central_system_url(request: Request) -> str:
+    """The URL to type into the charger: ws(s)://host/ocpp/ (the charger appends its id)."""
+    scheme, rest = base_url(request).split("://", 1)
+    return f"{'wss' if scheme in {'https', 'wss'} else 'ws'}://{rest}/ocpp/"
+
+
+async def index(request: Request) -> Response:
+    services = services_of(request)
+    return await render_index(request, services, identity="", error=None)
+
+
+async def render_index(
+    request: Request, services: Services, *, identity: str, error: str | None, status: int = 200
+) -> Response:
+    count, connected = await _connected(services)
+    listed = identities_listed(services.settings)
+    return services.templates.TemplateResponse(
+        request,
+        "index.html",
+        {
+            "central_url": central_system_url(request),
+            "identity": identity,
+            "error": error,
+            "identities_listed": listed,
+            "connected": connected if listed else [],
+            "connected_count": count,
+        },
+        status_code=status,
+    )
+
+
+def identities_listed(settings: Settings) -> bool:
+    """Whether the landing page lists the identities of connected chargers.
+
+    On a lab open to strangers an identity is the only key to a charger's page: a list
+    would hand every visitor every charger. A private dashboard (with a password) lists
+    them, and so does one whose owner turns the list on (OCPPLAB_LIST_CHARGERS).
+    """
+    return bool(settings.dashboard_password) or settings.list_chargers
+
+
+async def start(request: Request) -> Response:
+    """The landing page's Start button: open the identity's page, or say what is wrong."""
+    services = services_of(request)
+    form = await request.form()
+    raw = str(form.get("identity", ""))
+    identity = from_user_input(raw)
+    problem = identity_problem(identity, services.settings.max_identity_length)
+    if problem:
+        return await render_index(request, services, identity=raw, error=problem, status=422)
+    url = request.url_for("charger_page", identity=identity)
+    return RedirectResponse(str(url), status_code=303)
+
+
+async def charger_page(request: Request) -> Response:
+    services = services_of(request)
+    identity = request.path_params["identity"]
+    problem = identity_problem(identity, services.settings.max_identity_length)
+    if problem:
+        return PlainTextResponse(problem + "\n", status_code=400)
+    presence = await _status_or_none(services, identity)
+    status = status_from_event(presence if presence and presence.get("connected") else None)
+    responder = await _responder_or_default(services, identity)
+    panels: dict[str, Any] = {}
+    for panel in (configure, operations):
+        panels.update(await panel.page_context(services, identity))
+    context = {
+        **panels,
+        "oob": False,
+        "live_ok": True,
+        "live_text": "Live updates: connecting…",
+        "identity": identity,
+        "status": status,
+        "state": presence.get("state") if presence else None,
+        "events": [],
+        "held": [],
+        "responder": responder,
+        "charger_url": central_system_url(request) + quote(identity, safe=""),
+        "live_path": request.url_for("live", identity=identity).path,
+    }
+    return services.templates.TemplateResponse(request, "charger.html", context)
+
+
+async def _status_or_none(services: Services, identity: str) -> dict[str, Any] | None:
+    try:
+        return await services.central.status(identity)
+    except BrokerError:
+        return None
+
+
+async def _responder_or_default(services: Services, identity: str) -> ResponderSettings:
+    try:
+        return await services.central.responder_settings(identity)
+    except BrokerError:
+        return ResponderSettings()
+
+
+async def answer_held(request: Request) -> Response:
+    """The Send / Don't answer buttons of a held call's card."""
+    services = services_of(request)
+    identity = request.path_params["identity"]
+    unique_id = request.path_params["unique_id"]
+    form = await request.form()
+    reply: dict[str, Any]
+    if form.get("reply") == "ignore":
+        reply = {"ignore": True}
+    elif form.get("reply") == "error":
+        code = str(form.get("error_code") or "GenericError")
+        reply = {"error": {"code": code, "description": "answered by hand", "details": {}}}
+    else:
+        try:
+            payload = json.loads(str(form.get("payload", "")))
+        except ValueError as exc:
+            return PlainTextResponse(f"The answer is not valid JSON: {exc}", status_code=422)
+        reply = {"payload": payload}
+    try:
+        won = await services.central.answer_held(identity, unique_id, reply)
+    except ChargerOffline as exc:
+        return PlainTextResponse(str(exc), status_code=409)
+    except BrokerError as exc:
+        return PlainTextResponse(str(exc), status_code=503)
+    if not won:
+        return PlainTextResponse("Too late: this call was already answered.", status_code=410)
+    return Response(status_code=204)
+
+
+async def _connected(services: Services, limit: int = LISTED) -> tuple[int, list[dict[str, Any]]]:
+    """Every instance's chargers; this one's alone while the broker cannot be read."""
+    try:
+        return await services.central.connected(limit)
+    except BrokerError:
+        return services.gateway.roster.local(limit)
+
+
+async def healthz(request: Request) -> Response:
+    """200 while the broker answers; `chargers` counts those of every instance."""
+    services = services_of(request)
+    try:
+        ok = await services.broker.ping()
+    except BrokerError:
+        ok = False
+    count, _ = await _connected(services, 0) if ok else services.gateway.roster.local(0)
+    body = {"status": "ok" if ok else "broker unavailable", "chargers": count}
+    return JSONResponse(body, status_code=200 if ok else 503)

@@ -1,0 +1,39 @@
+"""What the app's views share: built once by `create_app`, reached via `app.state.services`."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from starlette.templating import Jinja2Templates
+
+from ocpplab.broker.base import Broker
+from ocpplab.config import Settings
+from ocpplab.core.clock import Clock
+from ocpplab.server.central import CentralSystem
+from ocpplab.server.gateway import Gateway
+
+# kind of event -> function(page_socket, event) -> HTML fragments for a panel of the page
+ExtraRenderer = Callable[[Any, dict[str, Any]], str]
+
+
+@dataclasses.dataclass
+class Services:
+    settings: Settings
+    broker: Broker
+    clock: Clock
+    gateway: Gateway
+    central: CentralSystem
+    templates: Jinja2Templates
+    extra_renderers: dict[str, ExtraRenderer] = dataclasses.field(default_factory=dict)
+    # Open page live sockets by client address (`OCPPLAB_MAX_PAGES`).
+    open_pages: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    """The app's `Services`, from any request or websocket it serves."""
+    services: Services = connection.app.state.services
+    return services
