@@ -17,12 +17,14 @@ from ocpplab.broker import broker_from_url
 from ocpplab.broker.base import Broker
 from ocpplab.config import Settings
 from ocpplab.core.clock import Clock, SystemClock
+from ocpplab.core.dialect import Dialect
+from ocpplab.dialects import DIALECTS
 from ocpplab.server.central import CentralSystem
 from ocpplab.server.gateway import Gateway
-from ocpplab.server.pagesocket import serve_page_socket
 from ocpplab.tools import dashboard_chargers as simulation
-from ocpplab.web import api, configure, operations, pages
+from ocpplab.web import api, configure, errors, operations, pages
 from ocpplab.web.guard import DashboardAuth, RequestGuard
+from ocpplab.web.live import serve_page_socket
 from ocpplab.web.services import Services
 from ocpplab.web.templating import STATIC_DIR, make_templates
 
@@ -35,28 +37,28 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-class ChargerSocketsFirst:
-    """Hand charger websockets (`/ocpp/{identity}`, and `/ocpp` or `/` without one) to the
-    gateway before the rest of the middleware and the router.
+class Ocpplab(Starlette):
+    """The ASGI app: charger websockets (`/ocpp/{identity}`, and `/ocpp` or `/` without
+    one) go straight to the gateway; everything else through middleware and the router.
 
     A charger connection lives for days; each layer it passes through keeps a coroutine
-    frame alive for as long as it is open. Skipping the page-only layers (security
-    headers, the request guard, dashboard auth, routing) saves memory on every idle
-    charger. Chargers have their own auth in the gateway, and may send any Host.
+    frame alive for as long as it is open. Skipping Starlette's own layers and the
+    page-only ones (security headers, the request guard, dashboard auth, routing) saves
+    memory on every idle charger. Chargers have their own auth in the gateway, and may
+    send any Host.
     """
 
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
-        self.gateway = gateway
+    gateway: Gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             path: str = scope["path"]
             if path.startswith("/ocpp/") or path in {"/ocpp", "/"}:
+                scope["app"] = self
                 scope["path_params"] = {"identity": path[len("/ocpp/") :]}
                 await self.gateway.serve(WebSocket(scope, receive, send))
                 return
-        await self.app(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -85,20 +87,29 @@ class SecurityHeaders:
 
 
 def create_app(
-    settings: Settings | None = None, *, broker: Broker | None = None, clock: Clock | None = None
+    settings: Settings | None = None,
+    *,
+    broker: Broker | None = None,
+    clock: Clock | None = None,
+    dialects: tuple[Dialect, ...] = DIALECTS,
 ) -> Starlette:
-    """Build the ASGI app. Collaborators are passed in; nothing is global."""
+    """Build the ASGI app. Collaborators are passed in; nothing is global.
+
+    `dialects` are the OCPP versions spoken, in order of preference: a charger that offers
+    none of their subprotocols is spoken to in the first.
+    """
     settings = settings or Settings()
     broker = broker or broker_from_url(settings.redis_url)
     clock = clock or SystemClock()
-    gateway = Gateway(settings, broker, clock)
+    gateway = Gateway(settings, broker, clock, dialects)
     services = Services(
         settings=settings,
         broker=broker,
         clock=clock,
         gateway=gateway,
         central=CentralSystem(settings, broker, gateway),
-        templates=make_templates(),
+        templates=make_templates(dialects[0]),
+        dialect=dialects[0],
     )
 
     simulations = simulation.Simulations(settings, gateway, clock)
@@ -136,6 +147,12 @@ def create_app(
             name="api_response",
         ),
         Route(
+            "/api/chargers/{identity:identity}/validation",
+            api.validation,
+            methods=["GET", "PUT"],
+            name="api_validation",
+        ),
+        Route(
             "/api/chargers/{identity:identity}/calls/{action}",
             api.call,
             methods=["POST"],
@@ -160,16 +177,17 @@ def create_app(
     ]
     configure.install(services)
     operations.install(services)
-    app = Starlette(
+    app = Ocpplab(
         routes=routes,
         lifespan=lifespan,
+        exception_handlers=errors.EXCEPTION_HANDLERS,
         middleware=[
-            Middleware(ChargerSocketsFirst, gateway=gateway),
             Middleware(SecurityHeaders),
             Middleware(RequestGuard, settings=settings),
             Middleware(DashboardAuth, password=settings.dashboard_password),
         ],
     )
     app.state.services = services
+    app.gateway = gateway
     simulation.install(app, simulations)
     return app

@@ -24,6 +24,8 @@ from ocpp.v16 import ChargePoint
 from ocpplab.app import create_app
 from ocpplab.broker.base import Broker
 from ocpplab.config import Settings
+from ocpplab.core.dialect import Dialect
+from ocpplab.dialects import DIALECTS
 from ocpplab.tools.cli import uvicorn_options
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -79,8 +81,10 @@ class RunningServer(Loopback):
         return f"{self.ws}/ocpp/{identity}"
 
 
-def _config(settings: Settings, broker: Broker | None) -> tuple[Any, uvicorn.Config]:
-    app = create_app(settings, broker=broker)
+def _config(
+    settings: Settings, broker: Broker | None, dialects: tuple[Dialect, ...] = DIALECTS
+) -> tuple[Any, uvicorn.Config]:
+    app = create_app(settings, broker=broker, dialects=dialects)
     options = uvicorn_options(settings)
     options.update(host="127.0.0.1", port=0, log_level="warning")
     return app, uvicorn.Config(app, **options)
@@ -93,10 +97,13 @@ def _port_of(server: uvicorn.Server) -> int:
 
 @contextlib.asynccontextmanager
 async def serve(
-    settings: Settings | None = None, *, broker: Broker | None = None
+    settings: Settings | None = None,
+    *,
+    broker: Broker | None = None,
+    dialects: tuple[Dialect, ...] = DIALECTS,
 ) -> AsyncIterator[RunningServer]:
     """Run ocpplab under uvicorn in this event loop, on an ephemeral port."""
-    app, config = _config(settings or Settings(), broker)
+    app, config = _config(settings or Settings(), broker, dialects)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ocpplab.config import Settings
-from ocpplab.server import gateway
+from ocpplab.core import connection
 from tests.support import exchange, page_socket, raw_charger, serve
 
 
@@ -37,13 +37,13 @@ async def test_frames_over_the_rate_limit_get_a_callerror_and_one_notice_not_one
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parsed: list[str] = []
-    real_parse = gateway.parse
+    real_parse = connection.parse
 
     def counting_parse(text: str | bytes) -> Any:
         parsed.append(str(text))
         return real_parse(text)
 
-    monkeypatch.setattr(gateway, "parse", counting_parse)
+    monkeypatch.setattr(connection, "parse", counting_parse)
     identity = fresh()
     async with (
         serve(Settings(rate_limit=5, flood_disconnect=0)) as server,
@@ -61,7 +61,7 @@ async def test_frames_over_the_rate_limit_get_a_callerror_and_one_notice_not_one
     answered = [reply for reply in replies if reply[0] == 3]
     refused = [reply for reply in replies if reply[0] == 4]
     assert len(answered) == 10  # burst: twice the rate
-    assert {tuple(reply[2:4]) for reply in refused} == {("GenericError", gateway.RATE_LIMITED)}
+    assert {tuple(reply[2:4]) for reply in refused} == {("GenericError", connection.RATE_LIMITED)}
     assert [reply[1] for reply in refused] == [f"hb-{number}" for number in range(10, 30)]
     assert ok[0] == 3
     # Refused frames are not parsed, and the page hears of them once, not twenty times.
@@ -154,16 +154,16 @@ async def test_a_charger_cannot_pile_up_held_calls_past_the_cap() -> None:
             )
             assert response.status_code == 200
         charger = await raw_charger(server, identity)
-        total = gateway.MAX_HELD + 5
+        total = connection.MAX_HELD + 5
         for number in range(total):
             await charger.send(json.dumps([2, f"a-{number}", "Authorize", {"idTag": "T"}]))
         replies = await answers(charger, 5)
         session = server.app.state.services.gateway.sessions[identity]
-        held = len(session.held)
+        held = len(session.connection.held)
         await charger.close()
 
-    assert held == gateway.MAX_HELD
-    assert [reply[1] for reply in replies] == [f"a-{n}" for n in range(gateway.MAX_HELD, total)]
+    assert held == connection.MAX_HELD
+    assert [reply[1] for reply in replies] == [f"a-{n}" for n in range(connection.MAX_HELD, total)]
     assert all(reply[0] == 3 for reply in replies)  # the fallback: the default answer
 
 
@@ -180,7 +180,7 @@ async def test_the_replay_is_bounded_in_bytes_and_big_frames_are_kept_truncated(
             await exchange(charger, [2, f"dt-{number}", "DataTransfer", big])
         await exchange(charger, [2, "last", "Heartbeat", {}])
         session = server.app.state.services.gateway.sessions[identity]
-        kept = session.replay.bytes
+        kept = session.connection.replay.bytes
         async with page_socket(server, identity) as page:
             opened = await page.drain(1.0)
         await charger.close()

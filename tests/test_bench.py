@@ -46,7 +46,12 @@ async def test_bench_as_ci_runs_it() -> None:
     figures = results["ocpplab"]
     assert results["config"]["chargers"] == 20
     assert_consistent(figures, 20)
-    assert 700 <= figures["sent"] <= 1010  # 500 calls/s offered for 2 s
+    # 500 calls/s offered open loop for 2 s: never more than 1000, and how many fewer only
+    # says how loaded this machine is (the generator stops at the deadline), not ocpplab.
+    config = results["config"]
+    assert (config["rate"], config["duration_s"]) == (500, 2)
+    assert figures["sent"] <= 500 * 2, f"more than 500 calls/s offered: {figures}"
+    assert figures["answered_per_s"] <= 500, figures
     page = figures["page_latency_ms"]
     assert page["samples"] > 0
     assert page["p50"] <= page["p99"] <= page["max"]

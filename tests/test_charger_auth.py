@@ -321,6 +321,7 @@ async def test_failed_charger_logins_are_slowed_per_source(tmp_path: Path) -> No
 def test_the_simulate_button_says_why_simulated_chargers_cannot_log_in(tmp_path: Any) -> None:
     from ocpplab.broker.memory import MemoryBroker
     from ocpplab.core.clock import SystemClock
+    from ocpplab.dialects import DIALECTS
     from ocpplab.server.gateway import Gateway
     from ocpplab.tools.dashboard_chargers import Simulations
 
@@ -330,7 +331,7 @@ def test_the_simulate_button_says_why_simulated_chargers_cannot_log_in(tmp_path:
 
     def refusal(settings: Settings) -> str | None:
         simulations = Simulations(
-            settings, Gateway(settings, MemoryBroker(), SystemClock()), SystemClock()
+            settings, Gateway(settings, MemoryBroker(), SystemClock(), DIALECTS), SystemClock()
         )
         code = simulations.refusal(server)
         return simulations.refusal_text(code) if code else None

@@ -326,18 +326,37 @@ async def test_the_validation_policy_decides_answers_to_invalid_calls(
         await connection.close()
 
 
-async def test_strict_validation_survives_a_reconnect_in_the_api(server: RunningServer) -> None:
+async def test_strict_validation_survives_api_rule_changes_and_a_reconnect(
+    server: RunningServer,
+) -> None:
+    # Only the form sets the validation policy (the JSON API has no face for it); the API's
+    # rule changes rewrite the same per-identity settings, and a reconnect reads them anew.
+    invalid_boot = [2, "b", "BootNotification", {"chargePointVendor": "V"}]
+    fixed_time = {"currentTime": "2026-01-01T00:00:00.000Z"}
     async with client(server) as http:
-        await http.post("/chargers/CP-1/validation", data={"validation": "strict"})
-    connection = await raw_charger(server, "CP-1")
-    try:
-        answer = await exchange(
-            connection, [2, "b", "BootNotification", {"chargePointVendor": "V"}]
+        saved = await http.post("/chargers/CP-1/validation", data={"validation": "strict"})
+        assert saved.status_code == 200
+        rule = await http.put(
+            "/api/chargers/CP-1/responses/Heartbeat", json={"mode": "custom", "payload": fixed_time}
         )
-        assert answer[2] == "OccurenceConstraintViolation"
-        assert answer[4]["violations"][0]["path"] == "$"
-    finally:
-        await connection.close()
+        assert rule.status_code == 200, rule.text
+        for connection_number, heartbeat in ((1, fixed_time), (2, None)):
+            connection = await raw_charger(server, "CP-1")
+            try:
+                answer = await exchange(connection, invalid_boot)
+                assert answer[:3] == [4, "b", "OccurenceConstraintViolation"], (
+                    f"connection {connection_number} was not answered strictly: {answer}"
+                )
+                assert answer[4]["violations"][0]["path"] == "$"
+                answered = await exchange(connection, [2, "h", "Heartbeat", {}])
+                assert answered[:2] == [3, "h"]
+                assert heartbeat is None or answered[2] == heartbeat
+                assert heartbeat is not None or answered[2] != fixed_time
+            finally:
+                await connection.close()
+            # Between the connections, the API resets the rule: strict must stay all the same.
+            reset = await http.delete("/api/chargers/CP-1/responses/Heartbeat")
+            assert reset.status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The fast paths (orjson, cached times, lazy replay, debounced presence) change no result."""
+"""The fast paths (orjson, isoformat times, lazy replay, debounced presence) change no result."""
 
 from __future__ import annotations
 
@@ -65,14 +65,33 @@ def test_compact_json_is_the_json_module_s_text(value: Any) -> None:
     assert dumps_compact(value) == encodable(STDLIB.encode(value))
 
 
-def test_format_time_formats_each_moment_on_its_own() -> None:
-    first = datetime.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=datetime.UTC)
-    second = first + datetime.timedelta(milliseconds=1)
-    local = first.astimezone(datetime.timezone(datetime.timedelta(hours=2)))
-    assert format_time(first) == "2026-01-02T03:04:05.678Z"
-    assert format_time(first) == "2026-01-02T03:04:05.678Z"
-    assert format_time(second) == "2026-01-02T03:04:05.679Z"
-    assert format_time(local) == "2026-01-02T03:04:05.678Z"
+OFFSET = datetime.timezone(datetime.timedelta(hours=2))
+# UTC, but not the `datetime.UTC` object that format_time's shortcut recognises.
+OTHER_UTC = datetime.timezone(datetime.timedelta(0), "Z")
+
+
+@pytest.mark.parametrize(
+    ("moment", "written"),
+    [
+        (datetime.datetime(2026, 1, 2, 3, 4, 5, 678901, datetime.UTC), "2026-01-02T03:04:05.678Z"),
+        (datetime.datetime(2026, 1, 2, 3, 4, 5, 0, datetime.UTC), "2026-01-02T03:04:05.000Z"),
+        (
+            datetime.datetime(2026, 12, 31, 23, 59, 59, 999999, datetime.UTC),
+            "2026-12-31T23:59:59.999Z",
+        ),
+        (datetime.datetime(2027, 1, 1, 1, 30, 0, 1000, OFFSET), "2026-12-31T23:30:00.001Z"),
+        (datetime.datetime(2026, 6, 1, 12, 0, 0, 5000, OTHER_UTC), "2026-06-01T12:00:00.005Z"),
+    ],
+)
+def test_format_time_writes_what_the_slow_way_would(
+    moment: datetime.datetime, written: str
+) -> None:
+    # The fast path: isoformat (C code) instead of strftime, and no conversion for a time
+    # already in datetime.UTC. Milliseconds are always written and truncated, never rounded
+    # up into the next second; any other zone is converted first.
+    assert format_time(moment) == written
+    slow = moment.astimezone(datetime.UTC)
+    assert written == slow.strftime("%Y-%m-%dT%H:%M:%S.") + f"{slow.microsecond // 1000:03d}Z"
 
 
 async def test_a_page_opened_later_replays_frames_exactly_as_sent() -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 import websockets
 
+from ocpplab.server.handshake import Flag, Inbox
 from tests.support import RunningServer, page_socket
 
 
@@ -34,3 +38,61 @@ async def test_chargers_get_no_compression_but_pages_do(server: RunningServer) -
 
     assert charger_extensions == []
     assert [extension.name for extension in page_extensions] == ["permessage-deflate"]
+
+
+# The lighter queue and flag uvicorn's protocol gets per connection
+
+
+async def test_the_inbox_hands_out_messages_in_order_and_wakes_its_reader() -> None:
+    inbox = Inbox()
+    inbox.put_nowait("first")
+    reader = asyncio.create_task(inbox.get())
+    assert await reader == "first"
+    assert inbox.empty()
+
+    waiting = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    inbox.put_nowait("second")
+    inbox.put_nowait("third")
+    assert await waiting == "second"
+    assert inbox.qsize() == 1
+    assert await inbox.get() == "third"
+
+
+async def test_a_cancelled_reader_loses_nothing() -> None:
+    inbox = Inbox()
+    waiting = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    inbox.put_nowait("kept")
+    assert await asyncio.wait_for(inbox.get(), 1) == "kept"
+
+
+async def test_the_flag_blocks_writers_while_cleared() -> None:
+    flag = Flag()
+    flag.set()
+    assert await flag.wait()
+    flag.clear()
+    writers = [asyncio.create_task(flag.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(writer.done() for writer in writers)
+    flag.set()
+    assert await asyncio.gather(*writers) == [True, True, True]
+    assert flag.is_set()
+
+
+async def test_an_accepted_charger_keeps_no_handshake_headers(server: RunningServer) -> None:
+    async with websockets.connect(
+        server.charger_url("CP-light"), subprotocols=[websockets.Subprotocol("ocpp1.6")]
+    ) as charger:
+        await charger.send('[2,"1","Heartbeat",{}]')
+        await asyncio.wait_for(charger.recv(), 5)
+        session = server.app.state.services.gateway.sessions["CP-light"]
+        protocol = session.websocket._send.__self__
+        assert isinstance(protocol.queue, Inbox)
+        assert protocol.request is None
+        assert protocol.response is None
+        assert session.websocket.scope["headers"] == []

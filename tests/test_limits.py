@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import json
 import random
+import sys
 import threading
 import time
 import tracemalloc
@@ -23,6 +24,7 @@ import jsonschema
 import pytest
 
 from ocpplab.core import schemas
+from ocpplab.core.dialect import AnswerContext
 from ocpplab.core.frames import (
     MAX_DEPTH,
     Call,
@@ -35,8 +37,10 @@ from ocpplab.core.frames import (
     nests_too_deep,
     parse,
 )
-from ocpplab.core.responder import AnswerContext, Reply, ResponderSettings, respond
-from ocpplab.server.checking import Validation
+from ocpplab.core.responder import Reply, ResponderSettings, respond
+from ocpplab.dialects.ocpp16 import OCPP16
+from ocpplab.dialects.ocpp16.schemas import SCHEMAS
+from ocpplab.server.checking import SWITCH_INTERVAL, CheckRunner
 from ocpplab.web.templating import dom_id, frame_body, pretty_json
 
 TIMESTAMP = "2026-01-01T00:00:00Z"
@@ -118,12 +122,12 @@ def test_checking_a_worst_case_payload_is_bounded_in_time_and_memory(case: str) 
     action, payload = WORST_CASES[case]()
     assert 0.5 * MIB < len(frame_text(action, payload)) <= 1.5 * MIB
     started = time.perf_counter()
-    violations = schemas.validate(action, payload, response=False)
+    violations = OCPP16.validate(action, payload, response=False)
     assert time.perf_counter() - started < DEADLINE
     if case in LISTING_HEAVY:  # tracing every small allocation of a compiled pass takes long
         tracemalloc.start()
         try:
-            assert schemas.validate(action, payload, response=False) == violations
+            assert OCPP16.validate(action, payload, response=False) == violations
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
@@ -136,7 +140,7 @@ def test_checking_a_worst_case_payload_is_bounded_in_time_and_memory(case: str) 
 
 
 def test_a_payload_breaking_its_schema_half_a_million_times_lists_twenty_and_says_more() -> None:
-    violations = schemas.validate("MeterValues", meter_values([1] * 500_000), response=False)
+    violations = OCPP16.validate("MeterValues", meter_values([1] * 500_000), response=False)
 
     listed, rest = real(violations), omitted(violations)
     assert len(listed) == schemas.MAX_LISTED
@@ -148,7 +152,7 @@ def test_a_payload_breaking_its_schema_half_a_million_times_lists_twenty_and_say
 
 
 def test_violations_under_the_counting_cap_are_counted_exactly() -> None:
-    violations = schemas.validate("MeterValues", meter_values([1] * 30), response=False)
+    violations = OCPP16.validate("MeterValues", meter_values([1] * 30), response=False)
 
     rest = omitted(violations)
     assert len(real(violations)) == schemas.MAX_LISTED
@@ -162,7 +166,7 @@ def test_violations_under_the_counting_cap_are_counted_exactly() -> None:
 
 def test_a_few_violations_are_all_listed_with_nothing_omitted() -> None:
     payload = {"connectorId": "1", "meterValue": [{"timestamp": "x", "sampledValue": []}]}
-    violations = schemas.validate("MeterValues", payload, response=False)
+    violations = OCPP16.validate("MeterValues", payload, response=False)
 
     assert omitted(violations) is None
     assert {(item.path, item.code) for item in violations} == {
@@ -176,7 +180,7 @@ def test_a_few_violations_are_all_listed_with_nothing_omitted() -> None:
 def test_a_violation_after_a_megabyte_of_valid_samples_is_found_and_counted_exactly() -> None:
     # The walk skips the items that pass their compiled check: it reaches the end.
     samples: list[Any] = [{"value": "1"}] * 75_000 + [{"value": 1}]
-    violations = schemas.validate("MeterValues", meter_values(samples), response=False)
+    violations = OCPP16.validate("MeterValues", meter_values(samples), response=False)
 
     assert violations == [
         schemas.Violation(
@@ -189,7 +193,7 @@ def test_a_violation_after_a_megabyte_of_valid_samples_is_found_and_counted_exac
 
 def test_a_message_quoting_a_megabyte_value_is_cut_short() -> None:
     payload = {"chargePointVendor": "x" * MIB, "chargePointModel": "M"}
-    (violation,) = schemas.validate("BootNotification", payload, response=False)
+    (violation,) = OCPP16.validate("BootNotification", payload, response=False)
 
     assert violation.path == "$.chargePointVendor"
     assert violation.code == "PropertyConstraintViolation"
@@ -201,7 +205,7 @@ def test_a_message_quoting_a_megabyte_value_is_cut_short() -> None:
 def test_every_kind_found_is_listed_even_after_the_listing_is_full() -> None:
     # 30 wrong types come first; the one missing field (the 31st violation) is still shown.
     samples: list[Any] = [1] * 30 + [{"unit": "Wh"}]
-    violations = schemas.validate("MeterValues", meter_values(samples), response=False)
+    violations = OCPP16.validate("MeterValues", meter_values(samples), response=False)
 
     listed = real(violations)
     assert len(listed) == schemas.MAX_LISTED
@@ -226,7 +230,7 @@ def test_a_kind_past_every_bound_still_decides_the_strict_code(
     # Far more missing fields (OccurenceConstraintViolation) than are counted or walked,
     # then one violation of a more specific kind at the very end.
     samples: list[Any] = [{}] * 100_000 + [hidden]
-    violations = schemas.validate("MeterValues", meter_values(samples), response=False)
+    violations = OCPP16.validate("MeterValues", meter_values(samples), response=False)
 
     rest = omitted(violations)
     assert rest is not None
@@ -239,6 +243,7 @@ def test_a_kind_past_every_bound_still_decides_the_strict_code(
         AnswerContext(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), 1),
         violations,
         manual_timeout=60,
+        dialect=OCPP16,
     )
     assert isinstance(answer, Reply)
     assert answer.frame.code == expected  # type: ignore[union-attr]
@@ -252,7 +257,7 @@ def test_a_walk_out_of_steps_still_lists_the_first_violation_and_finds_the_stric
     monkeypatch.setattr(schemas, "MAX_STEPS", 0)
     samples = [{"value": "1", "unit": "x"}]
     payload = {**meter_values(samples), "connectorId": "1"}
-    violations = schemas.validate("MeterValues", payload, response=False)
+    violations = OCPP16.validate("MeterValues", payload, response=False)
 
     # The first, in the compiled validator's words; the most specific kind, looked for.
     first, specific, rest = violations
@@ -272,7 +277,7 @@ def test_a_walk_out_of_steps_still_lists_the_first_violation_and_finds_the_stric
 
 
 def test_uri_formats_are_listed_like_every_other_violation() -> None:
-    violations = schemas.validate("GetDiagnostics", {"location": "not a uri"}, response=False)
+    violations = OCPP16.validate("GetDiagnostics", {"location": "not a uri"}, response=False)
 
     assert violations == [
         schemas.Violation("$.location", "'not a uri' is not a 'uri'", "PropertyConstraintViolation")
@@ -324,7 +329,7 @@ def _kinds_listed_by_jsonschema(action: str, response: bool, payload: Any) -> se
     checker = jsonschema.FormatChecker(formats=())
     checker.checks("date-time")(schemas._is_date_time)
     checker.checks("uri")(schemas._is_uri)
-    root = schemas.schema(action, response=response)
+    root = OCPP16.schema(action, response)
     reference = jsonschema.Draft4Validator(root, format_checker=checker)
     return {schemas._code_of(str(error.validator)) for error in reference.iter_errors(payload)}
 
@@ -333,7 +338,7 @@ def _kinds_found_by_compiled_validators(action: str, response: bool, payload: An
     found = set()
     for code in SPECIFICITY:
         try:
-            schemas._kind_validator(action, response, code)(payload)
+            SCHEMAS.kind_validator(action, response, code)(payload)
         except fastjsonschema.JsonSchemaValueException:
             found.add(code)
     return found
@@ -345,8 +350,8 @@ def test_each_kind_s_compiled_validator_finds_exactly_the_kinds_jsonschema_lists
 ) -> None:
     rng = random.Random(16)
     compared = 0
-    for action in sorted(schemas.ALL_ACTIONS):
-        root = schemas.schema(action, response=response)
+    for action in sorted({*OCPP16.charger_actions, *OCPP16.central_actions}):
+        root = OCPP16.schema(action, response)
         for _ in range(60):
             payload = _sample(root, root.get("definitions", {}), rng)
             expected = _kinds_listed_by_jsonschema(action, response, payload)
@@ -354,7 +359,7 @@ def test_each_kind_s_compiled_validator_finds_exactly_the_kinds_jsonschema_lists
                 action,
                 payload,
             )
-            listed = {item.code for item in schemas.validate(action, payload, response=response)}
+            listed = {item.code for item in OCPP16.validate(action, payload, response=response)}
             assert listed == expected, (action, payload)
             compared += bool(expected)
     assert compared > 500  # most samples break their schema somewhere
@@ -395,7 +400,7 @@ def boot_breaking(*codes: str) -> dict[str, Any]:
 )
 def test_strict_mode_answers_the_most_specific_code_of_several(codes: tuple[str, ...]) -> None:
     payload = boot_breaking(*codes)
-    violations = schemas.validate("BootNotification", payload, response=False)
+    violations = OCPP16.validate("BootNotification", payload, response=False)
     assert {item.code for item in violations} == set(codes)
     answer = respond(
         Call("b-1", "BootNotification", payload),
@@ -403,6 +408,7 @@ def test_strict_mode_answers_the_most_specific_code_of_several(codes: tuple[str,
         AnswerContext(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), 1),
         violations,
         manual_timeout=60,
+        dialect=OCPP16,
     )
     expected = min(codes, key=SPECIFICITY.index)
     assert isinstance(answer, Reply)
@@ -570,11 +576,12 @@ def test_the_page_filters_show_deep_json_as_text() -> None:
     assert pretty_json(raw) == raw
 
 
-# Where payloads are checked: at once when small, on one worker thread when large
+# Large payloads are checked on one worker thread, a bounded number at a time (the
+# connection checks small ones at once: tests/test_connection.py)
 
 
-class RecordingValidate:
-    """`schemas.validate`, noting the thread of each check; it waits while `gate` is clear."""
+class RecordingChecks:
+    """Checks that note their thread and payload; each waits while `gate` is clear."""
 
     def __init__(self) -> None:
         self.threads: list[str] = []
@@ -582,37 +589,24 @@ class RecordingValidate:
         self.gate = threading.Event()
         self.gate.set()
 
-    def __call__(self, action: str, payload: Any, *, response: bool) -> list[schemas.Violation]:
-        self.threads.append(threading.current_thread().name)
-        self.payloads.append(payload)
-        assert self.gate.wait(10)
-        return [schemas.Violation("$", f"checked {payload}", "FormationViolation")]
+    def of(self, payload: Any) -> Callable[[], list[schemas.Violation]]:
+        def check() -> list[schemas.Violation]:
+            self.threads.append(threading.current_thread().name)
+            self.payloads.append(payload)
+            assert self.gate.wait(10)
+            return [schemas.Violation("$", f"checked {payload}", "FormationViolation")]
+
+        return check
 
 
 @pytest.fixture
-def recording(monkeypatch: pytest.MonkeyPatch) -> RecordingValidate:
-    recorder = RecordingValidate()
-    monkeypatch.setattr(schemas, "validate", recorder)
-    return recorder
+def recording() -> RecordingChecks:
+    return RecordingChecks()
 
 
-async def test_a_small_payload_is_checked_at_once_on_the_event_loop_s_thread(
-    recording: RecordingValidate,
-) -> None:
-    checks = Validation(inline_bytes=100)
-    result = await checks.check("Heartbeat", 1, response=False, size=100)
-
-    assert result == [schemas.Violation("$", "checked 1", "FormationViolation")]
-    assert recording.threads == [threading.current_thread().name]
-
-
-async def test_large_payloads_are_checked_on_one_worker_thread_in_order(
-    recording: RecordingValidate,
-) -> None:
-    checks = Validation(inline_bytes=100)
-    results = await asyncio.gather(
-        *(checks.check("Heartbeat", number, response=False, size=101) for number in range(3))
-    )
+async def test_checks_run_on_one_worker_thread_in_order(recording: RecordingChecks) -> None:
+    checks = CheckRunner()
+    results = await asyncio.gather(*(checks.run(recording.of(number)) for number in range(3)))
 
     assert [result[0].message for result in results if result] == [
         "checked 0",
@@ -621,35 +615,44 @@ async def test_large_payloads_are_checked_on_one_worker_thread_in_order(
     ]
     assert len(set(recording.threads)) == 1
     assert recording.threads[0].startswith("ocpplab-schemas")
+    assert recording.threads[0] != threading.current_thread().name
 
 
-async def test_past_max_pending_a_large_payload_is_answered_unchecked(
-    recording: RecordingValidate,
+async def test_a_check_shortens_the_switch_interval_for_the_event_loop_s_sake(
+    recording: RecordingChecks,
 ) -> None:
-    checks = Validation(inline_bytes=100, max_pending=2)
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)  # the interpreter's default
+    try:
+        assert await CheckRunner().run(recording.of(0)) is not None
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+    finally:
+        sys.setswitchinterval(before)
+
+
+async def test_past_max_pending_a_check_is_not_run(recording: RecordingChecks) -> None:
+    checks = CheckRunner(max_pending=2)
     recording.gate.clear()
-    waiting = [
-        asyncio.ensure_future(checks.check("Heartbeat", number, response=False, size=101))
-        for number in range(2)
-    ]
+    waiting = [asyncio.ensure_future(checks.run(recording.of(number))) for number in range(2)]
     await asyncio.sleep(0.05)
 
-    assert await checks.check("Heartbeat", 2, response=False, size=101) is None
+    assert await checks.run(recording.of(2)) is None
     recording.gate.set()
     assert [len(result or []) for result in await asyncio.gather(*waiting)] == [1, 1]
-    assert await checks.check("Heartbeat", 4, response=False, size=101) is not None
+    assert await checks.run(recording.of(4)) is not None
+    assert recording.payloads == [0, 1, 4]
 
 
-async def test_a_cancelled_check_gives_its_place_back(recording: RecordingValidate) -> None:
-    checks = Validation(inline_bytes=100, max_pending=2)
+async def test_a_cancelled_check_gives_its_place_back(recording: RecordingChecks) -> None:
+    checks = CheckRunner(max_pending=2)
     recording.gate.clear()
-    running = asyncio.ensure_future(checks.check("Heartbeat", 0, response=False, size=101))
-    queued = asyncio.ensure_future(checks.check("Heartbeat", 1, response=False, size=101))
+    running = asyncio.ensure_future(checks.run(recording.of(0)))
+    queued = asyncio.ensure_future(checks.run(recording.of(1)))
     await asyncio.sleep(0.05)
     queued.cancel()  # waiting behind the running check: it never starts
     await asyncio.sleep(0.05)
 
-    again = asyncio.ensure_future(checks.check("Heartbeat", 2, response=False, size=101))
+    again = asyncio.ensure_future(checks.run(recording.of(2)))
     await asyncio.sleep(0.05)
     recording.gate.set()
     assert (await again) is not None

@@ -21,11 +21,12 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 
 from ocpplab.config import Settings
-from ocpplab.core import schemas
+from ocpplab.dialects.ocpp16 import OCPP16
 from ocpplab.dialects.ocpp16.examples import example_request
 from ocpplab.web import operations
 from ocpplab.web.forms import build_fields
 from ocpplab.web.templating import dom_id
+from tests.official_schemas import assert_official
 from tests.support import (
     REDIS_URL,
     Charger,
@@ -240,19 +241,19 @@ async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
 
 def test_the_panel_offers_exactly_the_issues_actions() -> None:
     offered = {
-        profile: set(actions) for profile, actions in schemas.CENTRAL_ACTIONS_BY_PROFILE.items()
+        profile: set(actions) for profile, actions in OCPP16.central_actions_by_profile.items()
     }
     assert offered == ISSUE_ACTIONS
     assert set(ONE_PER_PROFILE) == set(ISSUE_ACTIONS)
-    assert set(operations.ACTION_HELP) == set(schemas.CENTRAL_ACTIONS)
+    assert set(operations.ACTION_HELP) == set(OCPP16.central_actions)
 
 
-@pytest.mark.parametrize("action", schemas.CENTRAL_ACTIONS)
-def test_every_example_validates_against_the_request_schema(action: str) -> None:
-    assert schemas.validate(action, example_request(action, NOW), response=False) == []
+@pytest.mark.parametrize("action", OCPP16.central_actions)
+def test_every_example_validates_against_the_official_request_schema(action: str) -> None:
+    assert_official(action, example_request(action, NOW), response=False)
 
 
-@pytest.mark.parametrize("action", schemas.CENTRAL_ACTIONS)
+@pytest.mark.parametrize("action", OCPP16.central_actions)
 def test_every_prefilled_form_reads_back_as_its_example(action: str) -> None:
     example = example_request(action, NOW)
     submitted: dict[str, str] = {"source": "form"}
@@ -264,8 +265,8 @@ def test_every_prefilled_form_reads_back_as_its_example(action: str) -> None:
             else:
                 submitted[field.name] = field.value
 
-    flatten(build_fields(schemas.schema(action, response=False), example))
-    _, payload, problems = operations.read_operation(action, submitted, NOW)
+    flatten(build_fields(OCPP16.schema(action, False), example))
+    _, payload, problems = operations.read_operation(OCPP16, action, submitted, NOW)
     assert problems == []
     assert payload == example
 
@@ -305,7 +306,7 @@ async def test_charger_page_lists_every_action_by_profile(
 ) -> None:
     page = (await client.get("/chargers/CP-1")).text
     operations_panel = page.split('id="operations"', 1)[1]
-    for profile, actions in schemas.CENTRAL_ACTIONS_BY_PROFILE.items():
+    for profile, actions in OCPP16.central_actions_by_profile.items():
         assert f">{profile}" in operations_panel
         for action in actions:
             assert f'hx-get="/chargers/CP-1/operations/{action}"' in operations_panel
@@ -318,7 +319,7 @@ async def test_every_prefilled_form_can_be_sent_as_it_opens(
 ) -> None:
     # No charger is connected: a valid payload is refused only for being offline (409),
     # never for breaking its schema (422).
-    for action in schemas.CENTRAL_ACTIONS:
+    for action in OCPP16.central_actions:
         values = await open_form(client, "CP-1", action)
         response = await client.post(f"/chargers/CP-1/operations/{action}", data=values)
         assert response.status_code == 409, (action, response.text)
@@ -376,7 +377,7 @@ async def test_a_call_per_profile_round_trips_through_the_form(
         received = await charger.wait_for_call(action)
         row = await page.wait_for(f'{row_id(unique_id)} class="call call-result"')
     assert received[1] == unique_id
-    assert schemas.validate(action, received[3], response=False) == []
+    assert_official(action, received[3], response=False)
     assert "Answered in" in row
     assert json.dumps(answer, indent=2).replace('"', "&#34;") in row
 

@@ -25,7 +25,6 @@ from websockets.frames import Frame, Opcode
 
 from ocpplab.config import Settings
 from ocpplab.core.frames import MAX_DEPTH
-from ocpplab.server import checking as validation
 from tests.support import REDIS_URL, RunningServer, exchange, page_socket, raw_charger, serve
 
 MIB = 1024 * 1024
@@ -130,7 +129,7 @@ async def test_a_large_callresult_is_checked_off_the_loop_and_its_violations_sho
         asking = asyncio.create_task(central.call(identity, "GetConfiguration", {}))
         call = json.loads(await asyncio.wait_for(charger.recv(), 5))
         answer = json.dumps([3, call[1], {"configurationKey": keys}])
-        assert len(answer) > validation.SHARED.inline_bytes
+        assert len(answer) > server.app.state.services.gateway.limits.inline_check_bytes
         await charger.send(answer)
         outcome = await asyncio.wait_for(asking, 10)
         assert (await exchange(charger, [2, "after", "Heartbeat", {}]))[:2] == [3, "after"]

@@ -14,6 +14,7 @@ from ocpplab.core.frames import (
     message_type_name,
     parse,
 )
+from ocpplab.dialects.ocpp16 import OCPP16
 
 # Well-formed frames (OCPP-J 1.6 sections 4.2.1-4.2.3)
 
@@ -179,28 +180,30 @@ def test_a_unique_id_of_36_characters_is_fine() -> None:
 
 
 def test_a_charger_action_is_accepted() -> None:
-    assert check_call(Call("1", "StartTransaction", {})) is None
-    assert check_call(Call("1", "SecurityEventNotification", {})) is None
+    assert check_call(Call("1", "StartTransaction", {}), OCPP16) is None
+    assert check_call(Call("1", "SecurityEventNotification", {}), OCPP16) is None
 
 
 @pytest.mark.parametrize("action", ["FooBar", "heartbeat", "", "TransactionEvent"])
 def test_an_action_ocpp16_does_not_know_gets_not_implemented(action: str) -> None:
-    error = check_call(Call("9", action, {}))
+    error = check_call(Call("9", action, {}), OCPP16)
 
     assert error is not None
     assert (error.unique_id, error.code) == ("9", "NotImplemented")
+    assert error.description == f"{action!r} is not an OCPP 1.6 action"
 
 
 @pytest.mark.parametrize("action", ["Reset", "RemoteStartTransaction", "GetLog"])
 def test_a_central_system_action_from_a_charger_gets_not_supported(action: str) -> None:
-    error = check_call(Call("9", action, {}))
+    error = check_call(Call("9", action, {}), OCPP16)
 
     assert error is not None
     assert (error.unique_id, error.code) == ("9", "NotSupported")
+    assert error.description == f"{action} is sent by a central system, not by a charge point"
 
 
 def test_data_transfer_goes_both_ways_so_a_charger_may_send_it() -> None:
-    assert check_call(Call("1", "DataTransfer", {"vendorId": "x"})) is None
+    assert check_call(Call("1", "DataTransfer", {"vendorId": "x"}), OCPP16) is None
 
 
 # The outbox: central-system calls, one in flight at a time (OCPP-J 1.6 section 4.1.1)
@@ -232,7 +235,7 @@ def test_a_call_in_flight_knows_when_it_was_sent_and_its_deadline() -> None:
     (item,) = outbox.due(100.0)
 
     assert (item.sent_at, item.deadline) == (100.0, 130.0)
-    assert outbox.next_deadline() == 130.0
+    assert outbox.in_flight == {"a": item}
 
 
 def test_a_call_times_out_at_its_deadline_and_the_next_one_goes() -> None:
@@ -244,8 +247,11 @@ def test_a_call_times_out_at_its_deadline_and_the_next_one_goes() -> None:
     assert outbox.expire(129.999) == []
     assert [item.call.unique_id for item in outbox.expire(130.0)] == ["a"]
     assert outbox.in_flight == {}
-    assert [item.call.unique_id for item in outbox.due(130.0)] == ["b"]
-    assert outbox.next_deadline() == 160.0
+    (second,) = outbox.due(130.0)
+    assert second.call.unique_id == "b"
+    assert second.deadline == 160.0
+    assert outbox.expire(159.999) == []
+    assert outbox.expire(160.0) == [second]
 
 
 def test_a_late_answer_after_the_timeout_answers_nothing() -> None:
@@ -306,5 +312,6 @@ def test_clear_returns_everything_pending() -> None:
     outbox.due(0.0)
 
     assert [item.call.unique_id for item in outbox.clear()] == ["a", "b"]
-    assert outbox.next_deadline() is None
+    assert outbox.in_flight == {}
+    assert outbox.expire(float("inf")) == []
     assert outbox.due(1.0) == []

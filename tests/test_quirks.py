@@ -7,6 +7,7 @@ error whose body says why, so an installer reading a charger's log can fix the U
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -22,6 +23,26 @@ from ocpplab.config import Settings
 from tests.support import RunningServer, exchange, page_socket, serve
 
 BOOT = {"chargePointVendor": "Vendor", "chargePointModel": "Model"}
+# What a test waits for a message or a close before it fails saying what did not happen.
+WITHIN = 10.0
+
+
+async def next_message(connection: Any, what: str) -> Any:
+    """The next message on `connection`; a clear failure when `what` does not come."""
+    try:
+        async with asyncio.timeout(WITHIN):
+            return await connection.recv()
+    except TimeoutError:
+        pytest.fail(f"{what} did not arrive within {WITHIN} s")
+
+
+async def closed(connection: Any, what: str) -> None:
+    """Wait until `connection` is closed; a clear failure when it stays open."""
+    try:
+        async with asyncio.timeout(WITHIN):
+            await connection.wait_closed()
+    except TimeoutError:
+        pytest.fail(f"{what} was not closed within {WITHIN} s")
 
 
 async def refusal(url: str, **kwargs: Any) -> tuple[int, str]:
@@ -206,8 +227,12 @@ async def test_any_printable_identity_reaches_its_own_page(
         charger = await charger_connected_as(server.charger_url(quote(identity, safe="")))
         await exchange(charger, [2, "hb-1", "Heartbeat", {}])
         received = ""
-        while "hb-1" not in received:
-            received += await page.recv()
+        try:
+            async with asyncio.timeout(WITHIN):
+                while "hb-1" not in received:
+                    received += str(await page.recv())
+        except TimeoutError:
+            pytest.fail(f"the live page did not show the charger's hb-1 within {WITHIN} s")
 
 
 # Charger Basic auth (OCPP 1.6 security whitepaper, profile 1)
@@ -282,7 +307,7 @@ async def test_malformed_frames_are_shown_and_the_connection_stays_open(
         for text, expected in BAD_FRAMES:
             await charger.send(text)
             if expected is not None:
-                answer = json.loads(await charger.recv())
+                answer = json.loads(await next_message(charger, f"the answer to {text}"))
                 assert answer[:3] == expected
         # Nothing was owed for the rest, and the connection still answers.
         assert (await exchange(charger, [2, "after", "Heartbeat", {}]))[:2] == [3, "after"]
@@ -322,7 +347,8 @@ async def test_a_binary_frame_is_answered_and_noted(
     async with page_socket(server, "CP-1") as page:
         charger = await charger_connected_as(server.charger_url("CP-1"))
         await charger.send(b'[2,"b1","Heartbeat",{}]')
-        assert json.loads(await charger.recv())[:2] == [3, "b1"]
+        answer = await next_message(charger, "the answer to a binary Heartbeat")
+        assert json.loads(answer)[:2] == [3, "b1"]
         await page.wait_for("binary websocket frame")
 
 
@@ -336,7 +362,10 @@ async def test_several_calls_without_waiting_are_all_answered(
     await charger.send(json.dumps([2, "s1", "StatusNotification", status]))
     await charger.send(json.dumps([2, "s2", "StopTransaction", stop]))
 
-    answers = {json.loads(await charger.recv())[1] for _ in range(2)}
+    answers = {
+        json.loads(await next_message(charger, "an answer to calls sent at once"))[1]
+        for _ in range(2)
+    }
     assert answers == {"s1", "s2"}
 
 
@@ -351,7 +380,7 @@ async def test_a_new_connection_with_the_same_identity_takes_over(
         await exchange(old, [2, "1", "Heartbeat", {}])
         new = await charger_connected_as(server.charger_url("CP-1"))
 
-        await old.wait_closed()
+        await closed(old, "the connection a newer one of its identity replaced")
         assert old.close_reason == "replaced by a new connection with the same identity"
         assert (await exchange(new, [2, "2", "Heartbeat", {}]))[:2] == [3, "2"]
         await page.wait_for("Replaced by a new connection")
@@ -363,7 +392,7 @@ async def test_the_api_still_sees_the_new_connection_after_a_takeover(
     old = await charger_connected_as(server.charger_url("CP-1"))
     await exchange(old, [2, "1", "Heartbeat", {}])
     new = await charger_connected_as(server.charger_url("CP-1"))
-    await old.wait_closed()
+    await closed(old, "the connection a newer one of its identity replaced")
     await exchange(new, [2, "2", "Heartbeat", {}])
 
     async with httpx.AsyncClient() as client:

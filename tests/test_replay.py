@@ -6,6 +6,7 @@ import datetime
 
 import orjson
 
+from ocpplab.core.messages import Notice, Outcome
 from ocpplab.core.replay import (
     ITEM_OVERHEAD,
     FrameRecord,
@@ -13,7 +14,7 @@ from ocpplab.core.replay import (
     ReplayBudget,
     frame_size,
     item_limit,
-    shrunk_event,
+    shrunk,
     truncated,
 )
 
@@ -61,18 +62,18 @@ def test_one_item_is_never_more_than_a_quarter_of_the_replay_nor_64_kib() -> Non
 
 
 def test_an_event_with_a_big_payload_keeps_a_note_of_its_size_instead() -> None:
-    event = {"kind": "outcome", "unique_id": "u1", "payload": {"data": "x" * 100_000}}
+    event = Outcome(
+        unique_id="u1", action="DataTransfer", outcome="result", payload={"data": "x" * 100_000}
+    )
 
-    small, size = shrunk_event(event, 1024)
+    small, size = shrunk(event, 1024)
 
-    assert small["unique_id"] == "u1"
-    assert small["payload"] == {"not kept": "100011 bytes"}
-    assert small["truncated"] == len(orjson.dumps(event))
+    assert isinstance(small, Outcome)
+    assert small.unique_id == "u1"
+    assert small.payload == {"not kept": f"{len(orjson.dumps(event.payload))} bytes"}
     assert size < 1024
-    assert shrunk_event({"kind": "notice", "text": "hi"}, 1024)[0] == {
-        "kind": "notice",
-        "text": "hi",
-    }
+    notice = Notice(text="hi")
+    assert shrunk(notice, 1024) == (notice, shrunk(notice, 1024)[1])
 
 
 def test_all_replays_together_stay_within_the_budget_the_adder_trimming_first() -> None:

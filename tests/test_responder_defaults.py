@@ -1,29 +1,28 @@
 """The default answer to every charger-initiated OCPP 1.6 action is valid.
 
 Checked against the official OCPP 1.6 response schemas as the `ocpp` package ships them,
-read here directly rather than through `ocpplab.core.schemas`, so the adapter is not its own judge.
+read directly (tests/official_schemas.py) rather than through `ocpplab.core.schemas` or the
+dialect, so the adapter is not its own judge.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import re
-from importlib import resources
 from typing import Any
 
-import jsonschema
 import pytest
 
-from ocpplab.core import schemas
+from ocpplab.core.dialect import AnswerContext
 from ocpplab.core.frames import Call, CallResult
 from ocpplab.core.responder import (
-    AnswerContext,
     Reply,
     ResponderSettings,
     format_time,
     respond,
 )
+from ocpplab.dialects.ocpp16 import OCPP16
+from tests.official_schemas import assert_official
 
 NOW = datetime.datetime(2026, 11, 26, 14, 3, 5, 123456, tzinfo=datetime.UTC)
 CONTEXT = AnswerContext(now=NOW, transaction_id=17)
@@ -31,22 +30,21 @@ CONTEXT = AnswerContext(now=NOW, transaction_id=17)
 UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")
 
 
-def official_response_schema(action: str) -> dict[str, Any]:
-    text = resources.files("ocpp.v16").joinpath("schemas", f"{action}Response.json").read_text()
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
-
-
 def default_answer(action: str) -> Reply:
     answer = respond(
-        Call("u-1", action, {}), ResponderSettings(), CONTEXT, [], manual_timeout=120.0
+        Call("u-1", action, {}),
+        ResponderSettings(),
+        CONTEXT,
+        [],
+        manual_timeout=120.0,
+        dialect=OCPP16,
     )
     assert isinstance(answer, Reply)
     return answer
 
 
 def test_every_charger_action_of_ocpp16_and_its_security_extension_is_covered() -> None:
-    assert set(schemas.CHARGER_ACTIONS) == {
+    assert set(OCPP16.charger_actions) == {
         "Authorize",
         "BootNotification",
         "DataTransfer",
@@ -64,14 +62,14 @@ def test_every_charger_action_of_ocpp16_and_its_security_extension_is_covered() 
     }
 
 
-@pytest.mark.parametrize("action", schemas.CHARGER_ACTIONS)
+@pytest.mark.parametrize("action", OCPP16.charger_actions)
 def test_the_default_answer_validates_against_the_official_response_schema(action: str) -> None:
     answer = default_answer(action)
 
     assert isinstance(answer.frame, CallResult)
     assert answer.frame.unique_id == "u-1"
     assert answer.delay == 0.0
-    jsonschema.Draft4Validator(official_response_schema(action)).validate(answer.frame.payload)
+    assert_official(action, answer.frame.payload, response=True)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +115,7 @@ def test_format_time_converts_other_offsets_to_utc_z() -> None:
 
 def test_only_start_transaction_consumes_a_transaction_id() -> None:
     using = [
-        action for action in schemas.CHARGER_ACTIONS if default_answer(action).uses_transaction_id
+        action for action in OCPP16.charger_actions if default_answer(action).uses_transaction_id
     ]
 
     assert using == ["StartTransaction"]

@@ -6,11 +6,10 @@ import datetime
 
 import pytest
 
-from ocpplab.core import schemas
+from ocpplab.core.dialect import AnswerContext
 from ocpplab.core.errors import InvalidRule
 from ocpplab.core.frames import Call, CallError, CallResult
 from ocpplab.core.responder import (
-    AnswerContext,
     ErrorSpec,
     Hold,
     Reply,
@@ -20,6 +19,7 @@ from ocpplab.core.responder import (
     fallback_answer,
     respond,
 )
+from ocpplab.dialects.ocpp16 import OCPP16
 
 NOW = datetime.datetime(2026, 11, 26, 14, 3, 5, 123000, tzinfo=datetime.UTC)
 CONTEXT = AnswerContext(NOW, transaction_id=7)
@@ -44,8 +44,8 @@ VALID_REQUESTS = {
 def answer(action: str, rule: Rule, *, validation: str = "lenient", payload: object = None):  # type: ignore[no-untyped-def]
     settings = ResponderSettings({action: rule}, validation)  # type: ignore[arg-type]
     call = Call("id-1", action, VALID_REQUESTS[action] if payload is None else payload)
-    violations = schemas.validate(action, call.payload, response=False)
-    return respond(call, settings, CONTEXT, violations, manual_timeout=60)
+    violations = OCPP16.validate(action, call.payload, False)
+    return respond(call, settings, CONTEXT, violations, manual_timeout=60, dialect=OCPP16)
 
 
 @pytest.mark.parametrize("action", REPRESENTATIVE)
@@ -54,7 +54,7 @@ def test_default_mode_answers_with_a_valid_payload(action: str) -> None:
     assert isinstance(result, Reply)
     assert isinstance(result.frame, CallResult)
     assert result.frame.unique_id == "id-1"
-    assert schemas.validate(action, result.frame.payload, response=True) == []
+    assert OCPP16.validate(action, result.frame.payload, True) == []
 
 
 @pytest.mark.parametrize("action", REPRESENTATIVE)
@@ -84,7 +84,7 @@ def test_manual_mode_holds_the_call_with_the_default_proposed(action: str) -> No
     assert result.call.action == action
     assert result.timeout == 30
     assert result.fallback == "ignore"
-    assert schemas.validate(action, result.proposal, response=True) == []
+    assert OCPP16.validate(action, result.proposal, True) == []
 
 
 def test_manual_mode_uses_the_server_timeout_when_the_rule_has_none() -> None:
@@ -181,7 +181,7 @@ def test_strict_mode_answers_with_the_prescribed_error_code(payload: object, cod
     ],
 )
 def test_lenient_mode_answers_what_real_chargers_send(payload: object) -> None:
-    violations = schemas.validate("MeterValues", payload, response=False)
+    violations = OCPP16.validate("MeterValues", payload, False)
     assert len(violations) >= 4  # every violation is listed, not only the first
     result = answer("MeterValues", Rule(), payload=payload)
     assert isinstance(result, Reply)
@@ -201,7 +201,7 @@ def test_strict_mode_still_answers_valid_calls_as_configured() -> None:
 def test_fallback_default_answers_with_the_default() -> None:
     hold = answer("Heartbeat", Rule(mode="manual", fallback="default"))
     assert isinstance(hold, Hold)
-    result = fallback_answer(hold, CONTEXT)
+    result = fallback_answer(hold, CONTEXT, dialect=OCPP16)
     assert isinstance(result, Reply)
     assert result.frame == CallResult("id-1", {"currentTime": "2026-11-26T14:03:05.123Z"})
 
@@ -209,7 +209,7 @@ def test_fallback_default_answers_with_the_default() -> None:
 def test_fallback_ignore_answers_nothing() -> None:
     hold = answer("Heartbeat", Rule(mode="manual", fallback="ignore"))
     assert isinstance(hold, Hold)
-    assert isinstance(fallback_answer(hold, CONTEXT), Silence)
+    assert isinstance(fallback_answer(hold, CONTEXT, dialect=OCPP16), Silence)
 
 
 @pytest.mark.parametrize(
@@ -239,7 +239,28 @@ def test_rules_round_trip_through_json() -> None:
     )
     assert Rule.from_json(rule.to_json()) == rule
     settings = ResponderSettings({"Heartbeat": rule}, "strict")
-    assert ResponderSettings.from_json(settings.to_json()) == settings
+    assert ResponderSettings.from_json(settings.to_json(), OCPP16.charger_actions) == settings
+
+
+def test_settings_keep_only_the_rules_of_the_dialect_s_charger_actions() -> None:
+    data = {"rules": {"Heartbeat": {"mode": "ignore"}, "Reset": {"mode": "ignore"}}}
+
+    kept = ResponderSettings.from_json(data, OCPP16.charger_actions)
+
+    assert set(kept.rules) == {"Heartbeat"}
+    assert ResponderSettings.from_json(data, ("Reset",)).rules == {"Reset": Rule(mode="ignore")}
+    assert set(ResponderSettings.from_json(data).rules) == {"Heartbeat", "Reset"}
+
+
+def test_the_dialect_s_transaction_action_consumes_an_id_also_as_a_fallback() -> None:
+    hold = answer("StartTransaction", Rule(mode="manual", fallback="default"))
+    assert isinstance(hold, Hold)
+    result = fallback_answer(hold, CONTEXT, dialect=OCPP16)
+    assert isinstance(result, Reply)
+    assert result.uses_transaction_id
+    assert result.frame == CallResult(
+        "id-1", {"idTagInfo": {"status": "Accepted"}, "transactionId": 7}
+    )
 
 
 def test_setting_the_default_rule_removes_the_entry() -> None:

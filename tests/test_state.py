@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from ocpplab.dialects.ocpp16 import OCPP16
 from ocpplab.dialects.ocpp16.state import (
     MAX_CONNECTORS,
     MAX_METER_READINGS,
@@ -15,6 +16,14 @@ from ocpplab.dialects.ocpp16.state import (
 
 AT = "2026-11-26T14:00:00.000Z"
 ACCEPTED = {"idTagInfo": {"status": "Accepted"}}
+
+
+def test_the_dialect_s_new_state_is_a_fresh_charger_state() -> None:
+    state = OCPP16.new_state()
+
+    assert isinstance(state, ChargerState)
+    assert state.to_json() == ChargerState().to_json()
+    assert OCPP16.new_state() is not state
 
 
 def test_a_fresh_state_has_seen_nothing() -> None:

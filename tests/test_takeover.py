@@ -52,7 +52,8 @@ class Lab:
 
 def redis_counter(url: str) -> Callable[[str], Awaitable[int]]:
     async def counter(identity: str) -> int:
-        client = redis.Redis.from_url(url)
+        # A blocking client: its socket timeout, not the test's deadline, bounds a hung Redis.
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         try:
             return int(client.get(generation_key(identity)) or 0)
         finally:
@@ -74,6 +75,16 @@ async def lab(request: pytest.FixtureRequest) -> AsyncIterator[Lab]:
             return int(await broker.get(generation_key(identity)) or 0)
 
         yield Lab([(server.http, server.ws)], counter)
+
+
+@contextlib.asynccontextmanager
+async def within(seconds: float, failure: str) -> AsyncIterator[None]:
+    """A deadline that fails the test with `failure` rather than a bare TimeoutError."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        pytest.fail(f"{failure} (within {seconds} s)")
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, failure: str) -> None:
@@ -163,11 +174,10 @@ async def test_of_simultaneous_connections_exactly_the_newest_stays(lab: Lab, co
     async with httpx.AsyncClient(timeout=10) as client:
         for _ in range(ROUNDS):
             identity = f"CP-{uuid.uuid4().hex[:10]}"
-            try:
-                async with asyncio.timeout(ROUND_TIMEOUT):
-                    await one_round(lab, client, identity, count)
-            except TimeoutError:
-                pytest.fail(f"a takeover round of {count} connections did not finish in time")
+            async with within(
+                ROUND_TIMEOUT, f"a takeover round of {count} connections did not finish"
+            ):
+                await one_round(lab, client, identity, count)
 
 
 async def test_healthz_and_the_landing_page_count_this_instance_s_chargers() -> None:
@@ -228,10 +238,12 @@ async def test_after_a_redis_restart_the_holder_restores_its_number_and_presence
             assert redis_server.client().get(generation_key(identity)) == "1"
             second = await connect(f"{server.ws}/ocpp/{identity}")
             try:
-                async with asyncio.timeout(5):
+                async with within(5, "the holder was not replaced by the newer connection"):
                     await first.wait_closed()
                 assert first.close_reason == CLOSE_REPLACED
-                assert (await exchange(second, [2, "hb", "Heartbeat", {}]))[:2] == [3, "hb"]
+                async with within(10, "the newer connection's Heartbeat was not answered"):
+                    answer = await exchange(second, [2, "hb", "Heartbeat", {}])
+                assert answer[:2] == [3, "hb"]
                 await eventually(connected, GONE_WITHIN, "the second connection never showed")
                 assert (await client.get(api)).json()["generation"] == 2
             finally:

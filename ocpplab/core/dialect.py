@@ -43,12 +43,29 @@ class AnswerContext:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Preset:
-    """A named answer rule the Configure form offers with one click."""
+    """A common experiment, an answer rule the Configure form saves with one click.
 
-    name: str
-    action: str
+    `key` names it in the form (unique per action), `label` is the button's text, `rule` is
+    the responder rule's JSON (DESIGN.md); `action` None offers it for every charger action.
+    """
+
+    key: str
+    label: str
     rule: Mapping[str, Any]
-    description: str = ""
+    action: str | None = None
+
+
+class Validate(Protocol):
+    """(action, payload, response) -> violations, bounded (core.schemas); [] when valid."""
+
+    def __call__(self, action: str, payload: Any, response: bool) -> list[Violation]: ...
+
+
+class SchemaOf(Protocol):
+    """(action, response) -> the JSON schema of the action's request or answer; KeyError
+    for an action the dialect does not define."""
+
+    def __call__(self, action: str, response: bool) -> dict[str, Any]: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
@@ -60,18 +77,18 @@ class Dialect:
     charger_actions: tuple[str, ...]  # actions a charger may CALL, in the order shown
     central_actions_by_profile: Mapping[str, tuple[str, ...]]  # ... the central system may
     error_codes: tuple[str, ...]  # the CALLERROR codes this version defines
-    # (action, payload, response) -> violations, bounded (core.schemas); [] when valid
-    validate: Callable[[str, Any, bool], list[Violation]]
+    validate: Validate
     # the built-in valid answer to a charger call
     default_answer: Callable[[str, AnswerContext], dict[str, Any]]
     # an example request for a central-system action, for the operation forms
     example_request: Callable[[str, datetime.datetime], dict[str, Any]]
-    # the JSON schema of an action's request (response=False) or answer
-    schema: Callable[[str, bool], dict[str, Any]]
+    schema: SchemaOf
     new_state: Callable[[], ChargerStateModel]
     # the charger action whose answer hands out a transaction id, if any
     transaction_action: str | None = None
     presets: tuple[Preset, ...] = ()
+    # the template (under templates/) that shows `new_state()`'s JSON on the charger page
+    state_template: str = "dialects/generic_state.html"
 
     @property
     def central_actions(self) -> tuple[str, ...]:
@@ -89,6 +106,15 @@ class Dialect:
 
     def is_central_action(self, action: str) -> bool:
         return any(action in actions for actions in self.central_actions_by_profile.values())
+
+    def knows(self, action: str) -> bool:
+        """Whether `action` is one of this version's, in either direction."""
+        return self.is_charger_action(action) or self.is_central_action(action)
+
+    def presets_for(self, action: str) -> tuple[Preset, ...]:
+        """The presets the Configure form offers for `action`: its own, then the common ones."""
+        own = tuple(preset for preset in self.presets if preset.action == action)
+        return own + tuple(preset for preset in self.presets if preset.action is None)
 
 
 def choose(dialects: tuple[Dialect, ...], offered: list[str]) -> Dialect | None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from ocpplab.core import schemas
+if TYPE_CHECKING:
+    from ocpplab.core.dialect import Dialect
 
 # OCPP-J 1.6 section 4.1.3 "The message type": the first element of every frame.
 CALL = 2
@@ -274,17 +275,23 @@ def _parse_call_error(value: list[Any], unique_id: str) -> CallError | InvalidFr
     return CallError(unique_id, value[2], value[3], details)
 
 
-def check_call(call: Call) -> CallError | None:
-    """The CALLERROR owed for a CALL whose action a central system cannot take, if any."""
-    if call.action in schemas.CHARGER_ACTIONS:
+def check_call(call: Call, dialect: Dialect) -> CallError | None:
+    """The CALLERROR owed for a CALL whose action a central system cannot take, if any.
+
+    OCPP-J 1.6 section 4.2.3: NotImplemented for an action `dialect` (the charger's OCPP
+    version) does not know, NotSupported for one it knows but only a central system sends.
+    """
+    if dialect.is_charger_action(call.action):
         return None
-    if call.action in schemas.ALL_ACTIONS:
+    if dialect.is_central_action(call.action):
         return CallError(
             call.unique_id,
             "NotSupported",
             f"{call.action} is sent by a central system, not by a charge point",
         )
-    return CallError(call.unique_id, "NotImplemented", f"{call.action!r} is not an OCPP 1.6 action")
+    return CallError(
+        call.unique_id, "NotImplemented", f"{call.action!r} is not an {dialect.name} action"
+    )
 
 
 # Calls the central system sends: queued, in flight, answered or timed out.
@@ -354,10 +361,6 @@ class Outbox:
                 self.queued.remove(item)
                 return item
         return None
-
-    def next_deadline(self) -> float | None:
-        deadlines = [item.deadline for item in self.in_flight.values() if item.deadline]
-        return min(deadlines, default=None)
 
     def clear(self) -> list[Outgoing]:
         """Forget everything (the charger went away); returns what was pending."""

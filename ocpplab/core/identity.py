@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote, urlsplit
-
-from starlette.convertors import Convertor, register_url_convertor
+from urllib.parse import unquote, urlsplit
 
 
 def identity_problem(identity: str, max_length: int) -> str | None:
@@ -35,27 +33,3 @@ def from_user_input(text: str) -> str:
         path = urlsplit(text).path.rstrip("/")
         text = unquote(path.rsplit("/", 1)[-1])
     return text
-
-
-class IdentityConvertor(Convertor[str]):
-    """`{identity:identity}` in a route: one path segment, percent-encoded in URLs we build.
-
-    Starlette's default `str` convertor puts the text into URLs as it is, so an identity
-    holding `#`, `?` or `%` would break the links, redirects and live-socket paths built
-    from it. The server percent-decodes the path before matching, so `convert` has
-    nothing left to undo.
-    """
-
-    regex = "[^/]+"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return quote(value, safe="")
-
-
-# Registered once, where the convertor is defined, before any route is built. Unique ids
-# of held calls may hold any character too, so they use the same one-segment convertor.
-register_url_convertor("identity", IdentityConvertor())
-register_url_convertor("segment", IdentityConvertor())

@@ -1,7 +1,7 @@
 """The per-charger rate limit, sans-I/O: a token bucket, and a flood that lasts too long.
 
 A refused frame must cost little, or a flooder still wins: it is not parsed (the gateway
-reads only a CALL's unique id from the start of the text, `protocol.frame_start`, so that
+reads only a CALL's unique id from the start of the text, `core.frames.frame_start`, so that
 the CALL can be answered with a CALLERROR as OCPP-J 1.6 section 4.2.3 asks), it is not
 shown frame by frame (one notice when refusing starts, then one a second with the count),
 and a charger that stays over the limit for `flood_disconnect` seconds is disconnected.
@@ -18,7 +18,16 @@ REPORT_EVERY = 1.0
 class RateLimit:
     """A token bucket of `rate` frames a second (burst: twice that), and the flood's length."""
 
-    __slots__ = ("_at", "_tokens", "flood_since", "last_refused", "rate", "refused", "reported_at")
+    __slots__ = (
+        "_at",
+        "_first_due",
+        "_tokens",
+        "flood_since",
+        "last_refused",
+        "rate",
+        "refused",
+        "reported_at",
+    )
 
     def __init__(self, rate: float, now: float) -> None:
         self.rate = rate
@@ -28,6 +37,7 @@ class RateLimit:
         self.last_refused = -QUIET  # monotonic time of the last refused frame
         self.refused = 0  # frames refused since the last report
         self.reported_at = 0.0
+        self._first_due = False  # a new flood's first refusal is not reported yet
 
     def take(self, now: float) -> bool:
         """True when a frame received at `now` is within the limit."""
@@ -38,6 +48,7 @@ class RateLimit:
             return True
         if now - self.last_refused > QUIET:
             self.flood_since, self.refused, self.reported_at = now, 0, now
+            self._first_due = True
         self.last_refused = now
         self.refused += 1
         return False
@@ -50,8 +61,8 @@ class RateLimit:
 
     def report_due(self, now: float) -> int:
         """How many refusals to report now (0: not yet): the first at once, then each second."""
-        if self.refused == 1 and now == self.flood_since:
-            self.refused = 0
+        if self._first_due:
+            self._first_due, self.refused = False, 0
             return 1
         if now - self.reported_at >= REPORT_EVERY and self.refused:
             count, self.refused, self.reported_at = self.refused, 0, now

@@ -15,6 +15,7 @@ import datetime
 from typing import Any
 
 from ocpplab.core.frames import dumps_compact
+from ocpplab.core.messages import EVENTS, Event
 
 # The most one item may hold, and the least the per-charger bound lets it have.
 ITEM_BYTES = 65_536
@@ -29,7 +30,7 @@ ITEM_OVERHEAD = 200
 # tracked records made each full collection a pause of 100 ms or more.
 FrameRecord = tuple[
     int,
-    datetime.datetime,
+    datetime.datetime | str,
     str,
     str,
     str | None,
@@ -39,7 +40,7 @@ FrameRecord = tuple[
     str | None,
     int,
 ]
-Item = FrameRecord | dict[str, Any]
+Item = FrameRecord | Event
 
 
 def item_limit(replay_bytes: int) -> int:
@@ -65,20 +66,21 @@ def frame_size(record: FrameRecord) -> int:
     )
 
 
-def shrunk_event(event: dict[str, Any], limit: int) -> tuple[dict[str, Any], int]:
+def shrunk(event: Event, limit: int) -> tuple[Event, int]:
     """`event` and its size, with any value too big for the replay replaced by a note."""
-    text = dumps_compact(event)
+    data = event.to_json()
+    text = dumps_compact(data)
     if len(text) <= limit:
         return event, ITEM_OVERHEAD + len(text)
     small: dict[str, Any] = {}
-    for key, value in event.items():
+    for key, value in data.items():
         if isinstance(value, str | int | float | bool) or value is None:
             small[key] = value[:200] if isinstance(value, str) else value
         else:
             size = len(dumps_compact(value))
             small[key] = value if size <= 200 else {"not kept": f"{size} bytes"}
-    small["truncated"] = len(text)
-    return small, ITEM_OVERHEAD + len(dumps_compact(small))
+    kept: Event = EVENTS[event.tag].from_json(small)
+    return kept, ITEM_OVERHEAD + len(dumps_compact(small))
 
 
 class ReplayBudget:

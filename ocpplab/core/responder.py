@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal, get_args
 
 from ocpplab.core import schemas
+from ocpplab.core.dialect import AnswerContext, Dialect
 from ocpplab.core.errors import InvalidRule
 from ocpplab.core.frames import Call, CallError, CallResult
 
@@ -148,13 +149,15 @@ class ResponderSettings:
         return dataclasses.replace(self, rules=rules)
 
     @classmethod
-    def from_json(cls, data: Any) -> ResponderSettings:
+    def from_json(cls, data: Any, actions: Collection[str] | None = None) -> ResponderSettings:
+        """Settings from their JSON; with `actions` (a dialect's charger actions), the rules
+        of other actions are dropped. Every rule is checked (`Rule.from_json`)."""
         if not isinstance(data, dict):
             return cls()
         rules = {
             action: Rule.from_json(rule)
             for action, rule in data.get("rules", {}).items()
-            if action in schemas.CHARGER_ACTIONS
+            if isinstance(action, str) and (actions is None or action in actions)
         }
         validation = data.get("validation", "lenient")
         return cls(rules, validation if validation in VALIDATIONS else "lenient")
@@ -167,30 +170,6 @@ class ResponderSettings:
 
 
 DEFAULT_RULE = Rule()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AnswerContext:
-    """What an answer may depend on besides the call: the time and the next transaction id."""
-
-    now: datetime.datetime
-    transaction_id: int
-
-
-def default_payload(action: str, context: AnswerContext) -> dict[str, Any]:
-    """The built-in valid answer to each charger-initiated OCPP 1.6 action."""
-    # Built per call, only the one asked for: this runs for every charger call.
-    if action == "Heartbeat":
-        return {"currentTime": format_time(context.now)}
-    if action == "BootNotification":
-        return {"status": "Accepted", "currentTime": format_time(context.now), "interval": 60}
-    if action in {"Authorize", "StopTransaction"}:
-        return {"idTagInfo": {"status": "Accepted"}}
-    if action == "StartTransaction":
-        return {"idTagInfo": {"status": "Accepted"}, "transactionId": context.transaction_id}
-    if action in {"DataTransfer", "SignCertificate"}:
-        return {"status": "Accepted"}
-    return {}
 
 
 def substitute(value: Any, replacements: Mapping[str, Any]) -> tuple[Any, set[str]]:
@@ -262,8 +241,12 @@ def respond(
     violations: list[schemas.Violation],
     *,
     manual_timeout: float,
+    dialect: Dialect,
 ) -> Answer:
-    """Decide the answer to a charger's CALL (whose action is one a charger may send)."""
+    """Decide the answer to a charger's CALL (whose action is one a charger may send).
+
+    `dialect`, the charger's OCPP version, gives the built-in answers.
+    """
     rule = settings.rule(call.action)
     if violations and settings.validation == "strict":
         # OCPP-J 1.6 section 4.2.3: one code for the whole payload, the most specific one
@@ -283,7 +266,8 @@ def respond(
         )
     base = rule.payload if rule.mode in {"custom", "manual"} and rule.payload is not None else None
     if base is None:  # the built-in answers hold no placeholders
-        payload, used = default_payload(call.action, context), call.action == "StartTransaction"
+        payload = dialect.default_answer(call.action, context)
+        used = call.action == dialect.transaction_action
     else:
         payload, used = fill_placeholders(base, context)
     if rule.mode == "manual":
@@ -292,12 +276,12 @@ def respond(
     return Reply(CallResult(call.unique_id, payload), rule.delay, used)
 
 
-def fallback_answer(hold: Hold, context: AnswerContext) -> Reply | Silence:
-    """What a held call gets when nobody answered in time."""
+def fallback_answer(hold: Hold, context: AnswerContext, *, dialect: Dialect) -> Reply | Silence:
+    """What a held call gets when nobody answered in time: `dialect`'s built-in answer."""
     if hold.fallback == "ignore":
         return Silence("nobody answered the held call in time; fallback is ignore")
-    payload = default_payload(hold.call.action, context)
+    payload = dialect.default_answer(hold.call.action, context)
     return Reply(
         CallResult(hold.call.unique_id, payload),
-        uses_transaction_id=hold.call.action == "StartTransaction",
+        uses_transaction_id=hold.call.action == dialect.transaction_action,
     )

@@ -1,9 +1,10 @@
-"""The one adapter to the `ocpp` package: OCPP 1.6 JSON schemas, actions and error codes.
+"""A bounded JSON-schema validator for OCPP payloads: `SchemaSet`, one per OCPP version.
 
-The schemas are the official OCPP 1.6 (and 1.6 security whitepaper) schemas that the `ocpp`
-package ships. A compiled validator (fastjsonschema) answers the common case, a payload that
-is valid, quickly; only an invalid payload is walked again with `jsonschema` to list its
-violations with their JSON paths and the OCPP-J error codes they map to.
+A dialect (`ocpplab.dialects`) builds a `SchemaSet` from a loader, `(action, response) ->
+schema`; OCPP 1.6's loads the official schemas the `ocpp` package ships. A compiled
+validator (fastjsonschema) answers the common case, a payload that is valid, quickly; only
+an invalid payload is walked again with `jsonschema` to list its violations with their
+JSON paths and the OCPP-J error codes they map to. Each set compiles each validator once.
 
 Listing is bounded, because a charger chooses the payload: a 1 MiB MeterValues of half a
 million bare numbers breaks its schema half a million times, and listing them all took 12 s
@@ -19,82 +20,17 @@ import collections
 import contextvars
 import dataclasses
 import functools
-import json
 import re
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import fastjsonschema
 import jsonschema
 import jsonschema.validators
 
-# OCPP-J 1.6, section 4.2.3 "CallError": the error codes a CALLERROR may carry. 1.6 spells
-# "FormationViolation" and "OccurenceConstraintViolation" (sic); the `ocpp` package also
-# offers later spellings, which a 1.6 charger may not know.
-ERROR_CODES: tuple[str, ...] = (
-    "NotImplemented",
-    "NotSupported",
-    "InternalError",
-    "ProtocolError",
-    "SecurityError",
-    "FormationViolation",
-    "PropertyConstraintViolation",
-    "OccurenceConstraintViolation",
-    "TypeConstraintViolation",
-    "GenericError",
-)
-
-# OCPP 1.6 section 3.1 feature profiles; the security whitepaper's messages last.
-CHARGER_ACTIONS: tuple[str, ...] = (
-    "Authorize",
-    "BootNotification",
-    "DataTransfer",
-    "DiagnosticsStatusNotification",
-    "FirmwareStatusNotification",
-    "Heartbeat",
-    "MeterValues",
-    "StartTransaction",
-    "StatusNotification",
-    "StopTransaction",
-    "SecurityEventNotification",
-    "SignCertificate",
-    "LogStatusNotification",
-    "SignedFirmwareStatusNotification",
-)
-
-CENTRAL_ACTIONS_BY_PROFILE: dict[str, tuple[str, ...]] = {
-    "Core": (
-        "ChangeAvailability",
-        "ChangeConfiguration",
-        "ClearCache",
-        "DataTransfer",
-        "GetConfiguration",
-        "RemoteStartTransaction",
-        "RemoteStopTransaction",
-        "Reset",
-        "UnlockConnector",
-    ),
-    "Firmware Management": ("GetDiagnostics", "UpdateFirmware"),
-    "Local Auth List Management": ("GetLocalListVersion", "SendLocalList"),
-    "Reservation": ("ReserveNow", "CancelReservation"),
-    "Smart Charging": ("SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule"),
-    "Remote Trigger": ("TriggerMessage",),
-    "Security": (
-        "ExtendedTriggerMessage",
-        "CertificateSigned",
-        "InstallCertificate",
-        "DeleteCertificate",
-        "GetInstalledCertificateIds",
-        "GetLog",
-        "SignedUpdateFirmware",
-    ),
-}
-
-CENTRAL_ACTIONS: tuple[str, ...] = tuple(
-    action for actions in CENTRAL_ACTIONS_BY_PROFILE.values() for action in actions
-)
-ALL_ACTIONS: frozenset[str] = frozenset(CHARGER_ACTIONS) | frozenset(CENTRAL_ACTIONS)
+# (action, response) -> the JSON schema of the action's request (False) or answer (True);
+# KeyError for an action the version does not define.
+Loader = Callable[[str, bool], dict[str, Any]]
 
 # Which OCPP-J error code a failed JSON-schema keyword maps to (OCPP-J 1.6 section 4.2.3).
 _CODE_BY_KEYWORD: dict[str, str] = {
@@ -139,7 +75,7 @@ MAX_COUNTED = 50
 MAX_STEPS = 20_000
 MAX_TEXT = 200
 
-# RFC 3339 date-time, as the 1.6 schemas' "format": "date-time" means it.
+# RFC 3339 date-time, as the OCPP schemas' "format": "date-time" means it.
 _DATE_TIME = re.compile(
     r"^\d{4}-[01]\d-[0-3]\d[tT][0-2]\d:[0-5]\d:([0-5]\d|60)(\.\d+)?([zZ]|[+-][0-2]\d:[0-5]\d)$"
 )
@@ -182,33 +118,106 @@ _FORMAT_CHECKER.checks("uri")(_is_uri)
 _FORMATS = {"date-time": _DATE_TIME.pattern, "uri": _URI.pattern}
 
 
-@functools.cache
-def schema(action: str, *, response: bool) -> dict[str, Any]:
-    """The OCPP 1.6 JSON schema of `action`'s request (CALL) or response (CALLRESULT)."""
-    if action not in ALL_ACTIONS:
-        raise KeyError(action)
-    name = f"{action}Response.json" if response else f"{action}.json"
-    text = resources.files("ocpp.v16").joinpath("schemas", name).read_text("utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
-
-
-@functools.cache
-def _fast_validator(action: str, response: bool) -> Callable[[Any], Any]:
-    compiled: Callable[[Any], Any] = fastjsonschema.compile(
-        schema(action, response=response), formats=_FORMATS
-    )
+def _compile(document: dict[str, Any]) -> Callable[[Any], Any]:
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(document, formats=_FORMATS)
     return compiled
 
 
-@functools.cache
-def _kind_validator(action: str, response: bool, code: str) -> Callable[[Any], Any]:
-    """A compiled validator of only the keywords that map to `code`: one fast pass says
-    whether the payload has a violation of that kind anywhere, and where the first is."""
-    compiled: Callable[[Any], Any] = fastjsonschema.compile(
-        _keywords_of(schema(action, response=response), code), formats=_FORMATS
-    )
-    return compiled
+class SchemaSet:
+    """The schemas of one OCPP version and their validators, each compiled once, on first use.
+
+    `validate` is the one check the gateway, the forms and the API ask for; a valid payload
+    costs one compiled validator's pass (a Heartbeat, a microsecond).
+    """
+
+    def __init__(self, loader: Loader) -> None:
+        self._loader = loader
+        # Per set, not per module: two versions may name the same action differently.
+        self._schema = functools.cache(self._load)
+        self._fast = functools.cache(self._compile_fast)
+        self._kind = functools.cache(self._compile_kind)
+        self._full = functools.cache(self._compile_full)
+        # Compiled validators of each array's item schema, by the item schema's identity
+        # (the schemas are cached, so it stays the same object).
+        self._item_checks: dict[int, Callable[[Any], Any]] = {}
+        self._walker = _metered_draft4(self._item_checks)
+
+    def schema(self, action: str, response: bool) -> dict[str, Any]:
+        """The JSON schema of `action`'s request (CALL) or response (CALLRESULT).
+
+        Raises KeyError for an action the set's version does not define.
+        """
+        return self._schema(action, response)
+
+    def validate(self, action: str, payload: Any, response: bool) -> list[Violation]:
+        """The violations of `action`'s request or response schema; empty when valid.
+
+        At most `MAX_LISTED` (each kind found among them), followed by an `Omitted` for the
+        rest; the cost is bounded whatever the payload (see the module's docstring).
+        """
+        try:
+            self._fast(action, response)(payload)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            first = _from_compiled(exc)
+        else:
+            return []
+        walk = _walk(self._full(action, response), payload)
+        if (not walk.complete or not walk.count) and first.code not in walk.examples:
+            walk.examples[first.code] = first
+            walk.found_elsewhere += 1
+        if not walk.complete:
+            self._find_strictest(action, response, payload, walk)
+        shown = _representative(walk)
+        omitted = _omitted(walk, shown)
+        return [*shown, omitted] if omitted is not None else shown
+
+    def kind_validator(self, action: str, response: bool, code: str) -> Callable[[Any], Any]:
+        """A compiled validator of only the keywords that map to `code`: one fast pass says
+        whether the payload has a violation of that kind anywhere, and where the first is."""
+        return self._kind(action, response, code)
+
+    def _load(self, action: str, response: bool) -> dict[str, Any]:
+        return self._loader(action, response)
+
+    def _compile_fast(self, action: str, response: bool) -> Callable[[Any], Any]:
+        return _compile(self.schema(action, response))
+
+    def _compile_kind(self, action: str, response: bool, code: str) -> Callable[[Any], Any]:
+        return _compile(_keywords_of(self.schema(action, response), code))
+
+    def _compile_full(self, action: str, response: bool) -> Any:
+        root = self.schema(action, response)
+        self._compile_item_checks(root)
+        return self._walker(root, format_checker=_FORMAT_CHECKER)
+
+    def _compile_item_checks(self, root: dict[str, Any]) -> None:
+        definitions = root.get("definitions", {})
+
+        def visit(node: Any) -> None:
+            if not isinstance(node, dict):
+                return
+            items = node.get("items")
+            if isinstance(items, dict):
+                if id(items) not in self._item_checks:
+                    self._item_checks[id(items)] = _compile({**items, "definitions": definitions})
+                visit(items)
+            for keyword in ("properties", "definitions"):
+                for inner in node.get(keyword, {}).values():
+                    visit(inner)
+
+        visit(root)
+
+    def _find_strictest(self, action: str, response: bool, payload: Any, walk: _Walk) -> None:
+        """After an incomplete walk: find the most specific kind present, one pass per kind."""
+        for code in _CODE_PRIORITY:
+            if code in walk.examples:
+                return
+            try:
+                self._kind(action, response, code)(payload)
+            except fastjsonschema.JsonSchemaValueException as exc:
+                walk.examples[code] = _from_compiled(exc)
+                walk.found_elsewhere += 1
+                return
 
 
 def _keywords_of(node: Any, code: str) -> Any:
@@ -253,69 +262,39 @@ def _metered(keyword: Callable[..., Any]) -> Callable[..., Any]:
     return apply
 
 
-# Compiled validators of each array's item schema, by the item schema's identity (the
-# schemas are cached, so it stays the same object).
-_ITEM_CHECKS: dict[int, Callable[[Any], Any]] = {}
-
-
-def _compile_item_checks(root: dict[str, Any]) -> None:
-    definitions = root.get("definitions", {})
-
-    def visit(node: Any) -> None:
-        if not isinstance(node, dict):
-            return
-        items = node.get("items")
-        if isinstance(items, dict):
-            if id(items) not in _ITEM_CHECKS:
-                document = {**items, "definitions": definitions}
-                _ITEM_CHECKS[id(items)] = fastjsonschema.compile(document, formats=_FORMATS)
-            visit(items)
-        for keyword in ("properties", "definitions"):
-            for inner in node.get(keyword, {}).values():
-                visit(inner)
-
-    visit(root)
-
-
 _DRAFT4_ITEMS = jsonschema.Draft4Validator.VALIDATORS["items"]
 
 
-def _items(validator: Any, items: Any, instance: Any, node: Any) -> Any:
-    """Draft 4 `items`, descending only into the items that fail their compiled check.
+def _metered_draft4(item_checks: dict[int, Callable[[Any], Any]]) -> Any:
+    """Draft 4, as the OCPP schemas are, with every keyword spending a step of the walk's
+    budget, and `items` descending only into the items that fail their compiled check.
 
     In a big payload nearly all items pass, and jsonschema walks ten times slower than the
     compiled check: so the walk costs about what a compiled pass costs, plus what its
     failures cost, and its steps are spent on those.
     """
-    check = _ITEM_CHECKS.get(id(items))
-    if check is None or not validator.is_type(instance, "array"):
-        yield from _DRAFT4_ITEMS(validator, items, instance, node)
-        return
-    for index, item in enumerate(instance):
-        try:
-            check(item)
-        except fastjsonschema.JsonSchemaException:
-            yield from validator.descend(item, items, path=index)
 
+    def items_keyword(validator: Any, items: Any, instance: Any, node: Any) -> Any:
+        check = item_checks.get(id(items))
+        if check is None or not validator.is_type(instance, "array"):
+            yield from _DRAFT4_ITEMS(validator, items, instance, node)
+            return
+        for index, item in enumerate(instance):
+            try:
+                check(item)
+            except fastjsonschema.JsonSchemaException:
+                yield from validator.descend(item, items, path=index)
 
-# Draft 4, as the 1.6 schemas are, with every keyword spending a step of the walk's budget.
-_MeteredDraft4 = jsonschema.validators.extend(
-    jsonschema.Draft4Validator,
-    {
-        **{
-            name: _metered(keyword)
-            for name, keyword in jsonschema.Draft4Validator.VALIDATORS.items()
+    return jsonschema.validators.extend(
+        jsonschema.Draft4Validator,
+        {
+            **{
+                name: _metered(keyword)
+                for name, keyword in jsonschema.Draft4Validator.VALIDATORS.items()
+            },
+            "items": _metered(items_keyword),
         },
-        "items": _metered(_items),
-    },
-)
-
-
-@functools.cache
-def _full_validator(action: str, response: bool) -> Any:
-    root = schema(action, response=response)
-    _compile_item_checks(root)
-    return _MeteredDraft4(root, format_checker=_FORMAT_CHECKER)
+    )
 
 
 def _code_of(keyword: str) -> str:
@@ -353,11 +332,11 @@ class _Walk:
     found_elsewhere: int = 0  # examples the compiled validators found beyond the walk
 
 
-def _walk(action: str, response: bool, payload: Any) -> _Walk:
+def _walk(validator: Any, payload: Any) -> _Walk:
     walk = _Walk()
     steps = _STEPS.set([MAX_STEPS])
     try:
-        for error in _full_validator(action, response).iter_errors(payload):
+        for error in validator.iter_errors(payload):
             if walk.count == MAX_COUNTED:
                 walk.complete = False  # one more than counted: there are more
                 break
@@ -376,19 +355,6 @@ def _walk(action: str, response: bool, payload: Any) -> _Walk:
     finally:
         _STEPS.reset(steps)
     return walk
-
-
-def _find_strictest(action: str, response: bool, payload: Any, walk: _Walk) -> None:
-    """After an incomplete walk: find the most specific kind present, one pass per kind."""
-    for code in _CODE_PRIORITY:
-        if code in walk.examples:
-            return
-        try:
-            _kind_validator(action, response, code)(payload)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            walk.examples[code] = _from_compiled(exc)
-            walk.found_elsewhere += 1
-            return
 
 
 def _representative(walk: _Walk) -> list[Violation]:
@@ -421,29 +387,6 @@ def _omitted(walk: _Walk, shown: list[Violation]) -> Omitted | None:
     return Omitted("…", message, common, count, counted=False)
 
 
-def validate(action: str, payload: Any, *, response: bool) -> list[Violation]:
-    """The violations of `action`'s request or response schema; empty when valid.
-
-    At most `MAX_LISTED` (each kind found among them), followed by an `Omitted` for the
-    rest; the cost is bounded whatever the payload (see the module's docstring).
-    """
-    try:
-        _fast_validator(action, response)(payload)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        first = _from_compiled(exc)
-    else:
-        return []
-    walk = _walk(action, response, payload)
-    if (not walk.complete or not walk.count) and first.code not in walk.examples:
-        walk.examples[first.code] = first
-        walk.found_elsewhere += 1
-    if not walk.complete:
-        _find_strictest(action, response, payload, walk)
-    shown = _representative(walk)
-    omitted = _omitted(walk, shown)
-    return [*shown, omitted] if omitted is not None else shown
-
-
 def strictest_code(violations: list[Violation]) -> str:
     """The one OCPP-J error code a strict central system answers these violations with."""
     codes = {violation.code for violation in violations}
@@ -461,11 +404,3 @@ def violation_count(violations: list[Violation]) -> str:
             total = listed + violation.count
             return str(total) if violation.counted else f"at least {total}"
     return str(listed)
-
-
-def profile_of(action: str) -> str | None:
-    """The feature profile a central-system action belongs to."""
-    for profile, actions in CENTRAL_ACTIONS_BY_PROFILE.items():
-        if action in actions:
-            return profile
-    return None

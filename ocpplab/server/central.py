@@ -17,9 +17,28 @@ from typing import Any
 from ocpplab.broker.base import Broker, Signal
 from ocpplab.broker.keys import commands_channel, events_channel, presence_key, settings_key
 from ocpplab.config import Settings
-from ocpplab.core import schemas
-from ocpplab.core.errors import BrokerError, CallTimeout, ChargerOffline, UnknownAction
-from ocpplab.core.responder import ResponderSettings, Rule
+from ocpplab.core import messages
+from ocpplab.core.errors import (
+    BrokerError,
+    CallTimeout,
+    ChargerOffline,
+    InvalidBody,
+    UnknownAction,
+)
+from ocpplab.core.messages import (
+    AnswerHeld,
+    AnswerRefused,
+    CancelCall,
+    Command,
+    NewSettings,
+    Released,
+    SendCall,
+    SendRaw,
+    Sent,
+    SettingsChanged,
+    decode_event,
+)
+from ocpplab.core.responder import VALIDATIONS, ResponderSettings, Rule
 from ocpplab.server.gateway import Gateway
 from ocpplab.server.roster import LISTED
 
@@ -76,6 +95,7 @@ class CentralSystem:
         self.settings = settings
         self.broker = broker
         self.gateway = gateway
+        self.dialect = gateway.dialects[0]  # what the forms and the API speak
 
     # Charger status
 
@@ -83,7 +103,7 @@ class CentralSystem:
         """`connected`, since when, subprotocol and derived state, wherever the charger is.
 
         One source of truth for every view: the presence record, which only the newest
-        connection of the identity may write (`broker.Fence`). It names the session and
+        connection of the identity may write (`broker.base.Fence`). It names the session and
         the instance that holds it; that instance answers from the live session (whose
         state the record carries some seconds late), any other from the record, as long
         as the holder's instance record is alive. So no two instances disagree on who
@@ -124,18 +144,25 @@ class CentralSystem:
         """Store settings (TTL refreshed) and tell the gateway and every page at once."""
         data = settings.to_json()
         await self.broker.set(settings_key(identity), json.dumps(data), self.settings.settings_ttl)
-        await self.broker.publish(
-            commands_channel(identity), json.dumps({"op": "settings", "settings": data})
-        )
-        await self.broker.publish(
-            events_channel(identity), json.dumps({"kind": "settings", "settings": data})
-        )
+        await self.broker.publish(commands_channel(identity), NewSettings(settings=data).encode())
+        await self.broker.publish(events_channel(identity), SettingsChanged(settings=data).encode())
 
     async def set_rule(self, identity: str, action: str, rule: Rule | None) -> ResponderSettings:
         """Set (or, with None, reset to default) the rule for one charger-initiated action."""
-        if action not in schemas.CHARGER_ACTIONS:
-            raise UnknownAction(f"{action!r} is not an action a charger sends in OCPP 1.6")
+        if not self.dialect.is_charger_action(action):
+            raise UnknownAction(
+                f"{action!r} is not an action a charger sends in {self.dialect.name}"
+            )
         settings = (await self.responder_settings(identity)).with_rule(action, rule)
+        await self.save_responder_settings(identity, settings)
+        return settings
+
+    async def set_validation(self, identity: str, policy: str) -> ResponderSettings:
+        """Answer calls that break their request schema leniently or strictly."""
+        if policy not in VALIDATIONS:
+            raise InvalidBody(f"validation must be one of {', '.join(VALIDATIONS)}")
+        settings = await self.responder_settings(identity)
+        settings = dataclasses.replace(settings, validation=policy)  # type: ignore[arg-type]
         await self.save_responder_settings(identity, settings)
         return settings
 
@@ -155,16 +182,14 @@ class CentralSystem:
 
         Raises `ChargerOffline` at once when no process holds the charger.
         """
-        if action not in schemas.CENTRAL_ACTIONS:
-            raise UnknownAction(f"{action!r} is not an action a central system sends in OCPP 1.6")
+        if not self.dialect.is_central_action(action):
+            raise UnknownAction(
+                f"{action!r} is not an action a central system sends in {self.dialect.name}"
+            )
         unique_id = unique_id or str(uuid.uuid4())
-        command = {
-            "op": "call",
-            "unique_id": unique_id,
-            "action": action,
-            "payload": payload,
-            "concurrent": concurrent,
-        }
+        command = SendCall(
+            unique_id=unique_id, action=action, payload=payload, concurrent=concurrent
+        )
         async with self.broker.subscribe(events_channel(identity)) as events:
             await self._command(identity, command)
             if not wait:
@@ -182,35 +207,33 @@ class CentralSystem:
                 break
             if isinstance(item, Signal):
                 continue
-            event = json.loads(item)
-            if event.get("unique_id") != unique_id:
-                continue
-            if event.get("kind") == "sent":
+            event = decode_event(item)
+            if isinstance(event, Sent) and event.unique_id == unique_id:
                 deadline = time.monotonic() + self.settings.call_timeout + 5
-            elif event.get("kind") == "outcome":
+            elif isinstance(event, messages.Outcome) and event.unique_id == unique_id:
                 return Outcome(
                     unique_id,
                     action,
-                    event["outcome"],
-                    event.get("payload"),
-                    event.get("error"),
-                    event.get("rtt_ms"),
-                    event.get("violations") or [],
+                    event.outcome,
+                    event.payload,
+                    event.error,
+                    event.rtt_ms,
+                    event.violations,
                 )
         raise CallTimeout(f"{action} {unique_id}: no outcome from the charger's gateway")
 
-    async def _command(self, identity: str, command: dict[str, Any]) -> None:
+    async def _command(self, identity: str, command: Command) -> None:
         """Hand a command to whichever process holds the charger; raises `ChargerOffline`."""
-        if await self.broker.publish(commands_channel(identity), json.dumps(command)) == 0:
+        if await self.broker.publish(commands_channel(identity), command.encode()) == 0:
             raise ChargerOffline(f"no charger {identity!r} is connected")
 
     async def send_frame(self, identity: str, text: str) -> None:
         """Send `text` to the charger exactly as given; raises `ChargerOffline`."""
-        await self._command(identity, {"op": "raw", "text": text})
+        await self._command(identity, SendRaw(text=text))
 
     async def cancel(self, identity: str, unique_id: str) -> None:
         """Take a queued call out of the queue before it is sent (an outcome follows)."""
-        await self._command(identity, {"op": "cancel", "unique_id": unique_id})
+        await self._command(identity, CancelCall(unique_id=unique_id))
 
     async def answer_held(self, identity: str, unique_id: str, reply: dict[str, Any]) -> bool:
         """Answer a held (manual) call. True when this answer won, False when it was too late.
@@ -219,7 +242,14 @@ class CentralSystem:
         `{"ignore": true}`.
         """
         token = uuid.uuid4().hex
-        command = {"op": "answer", "unique_id": unique_id, "reply": reply, "token": token}
+        error = reply.get("error")
+        command = AnswerHeld(
+            unique_id=unique_id,
+            payload=reply.get("payload"),
+            error=error if isinstance(error, dict) else None,
+            ignore=bool(reply.get("ignore")),
+            token=token,
+        )
         async with self.broker.subscribe(events_channel(identity)) as events:
             await self._command(identity, command)
             try:
@@ -227,9 +257,9 @@ class CentralSystem:
                     async for item in events:
                         if isinstance(item, Signal):
                             continue
-                        event = json.loads(item)
-                        if event.get("by") == token:
-                            return bool(event.get("kind") == "released")
+                        event = decode_event(item)
+                        if isinstance(event, Released | AnswerRefused) and event.by == token:
+                            return isinstance(event, Released)
             except TimeoutError:
                 raise BrokerError("the charger's gateway did not confirm the answer") from None
         return False

@@ -1,7 +1,7 @@
 """Which chargers the whole central system holds: this instance's, and every other's.
 
-Each instance keeps one small record in the broker (`broker.instance_key`, listed in
-`broker.INSTANCES`): how many chargers it holds and the first `LISTED` of them by identity.
+Each instance keeps one small record in the broker (`broker.keys.instance_key`, listed in
+`broker.keys.INSTANCES`): how many chargers it holds and the first `LISTED` of them by identity.
 It is written soon after a charger comes or goes (changes in a burst are gathered into one
 write) and renewed every `REFRESH` seconds with a `TTL` of a few refreshes, so an instance
 that died unannounced drops out of every count within `TTL`. Readers merge this instance's

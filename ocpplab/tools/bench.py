@@ -35,6 +35,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+from ocpplab.dialects.ocpp16 import OCPP16
 from ocpplab.tools.fleet import Fleet, percentile, run_async
 
 SERVER_CORE, LOAD_CORE = 0, 1
@@ -473,7 +474,7 @@ async def measure_hostile(server: ServerProcess, args: argparse.Namespace) -> di
     frames = [text for _, text in hostile_frames(MAX_FRAME)]
     url = server.ocpp_url
     options: dict[str, Any] = {
-        "subprotocols": ["ocpp1.6"],
+        "subprotocols": [OCPP16.subprotocol],
         "max_size": None,
         "compression": None,
         "proxy": None,
@@ -571,7 +572,7 @@ def serve_raw() -> None:
             answer,
             "127.0.0.1",
             port,
-            subprotocols=[Subprotocol("ocpp1.6")],
+            subprotocols=[Subprotocol(OCPP16.subprotocol)],
             ping_interval=30,
             ping_timeout=60,
         ) as server:

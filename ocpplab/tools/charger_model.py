@@ -25,6 +25,7 @@ from ocpplab import __version__
 from ocpplab.core import schemas
 from ocpplab.core.frames import Call, CallError, CallResult
 from ocpplab.core.responder import format_time
+from ocpplab.dialects.ocpp16 import OCPP16
 
 Behaviour = Literal["accept", "reject", "error", "silent"]
 BEHAVIOURS: tuple[str, ...] = get_args(Behaviour)
@@ -327,10 +328,10 @@ class ChargerModel:
         """The answer to a central-system CALL; None when the behaviour is "silent"."""
         if self.behaviour == "silent":
             return None
-        if call.action not in schemas.CENTRAL_ACTIONS:
-            code = "NotSupported" if call.action in schemas.ALL_ACTIONS else "NotImplemented"
+        if not OCPP16.is_central_action(call.action):
+            code = "NotSupported" if OCPP16.knows(call.action) else "NotImplemented"
             return CallError(call.unique_id, code, f"a charge point does not take {call.action}")
-        violations = schemas.validate(call.action, call.payload, response=False)
+        violations = OCPP16.validate(call.action, call.payload, False)
         if violations:
             # A strict charger: OCPP-J 1.6 section 4.2.3 codes for a payload that breaks its schema.
             code = schemas.strictest_code(violations)

@@ -17,16 +17,16 @@ import ssl
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ocpplab.config import Settings
 from ocpplab.core.clock import Clock
-from ocpplab.core.errors import SimulationRefused
-from ocpplab.core.identity import identity_problem
+from ocpplab.core.errors import NotFound, SimulationRefused
 from ocpplab.server.gateway import Gateway
 from ocpplab.tools.charger_model import Timing
 from ocpplab.tools.fleet import SimulatedCharger, Stats
+from ocpplab.web.errors import path_identity, text_errors
 
 IDLE_TIMEOUT = 120.0  # seconds without a watching page before a simulated charger stops
 UNSEEN_LIFETIME = 1800.0  # when another worker holds the charger, its watch is not visible here
@@ -210,16 +210,12 @@ async def start_simulation(request: Request) -> Response:
     return RedirectResponse(str(request.url_for("charger_page", identity=identity)), 303)
 
 
+@text_errors()
 async def stop_simulation(request: Request) -> Response:
     """The charger page's "Stop simulated charger" button."""
-    identity = request.path_params["identity"]
-    problem = identity_problem(identity, simulations_of(request).settings.max_identity_length)
-    if problem:
-        return PlainTextResponse(problem + "\n", status_code=400)
+    identity = path_identity(request)
     if not await simulations_of(request).stop(identity):
-        return PlainTextResponse(
-            f"{identity} is not a simulated charger running here.\n", status_code=404
-        )
+        raise NotFound(f"{identity} is not a simulated charger running here.")
     return RedirectResponse(str(request.url_for("charger_page", identity=identity)), 303)
 
 

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from ocpplab.core.frames import Call, CallError, CallResult, InvalidFrame, parse
+from ocpplab.dialects.ocpp16 import OCPP16
 from ocpplab.tools.charger_model import (
     BEHAVIOURS,
     SCENARIO_BODIES,
@@ -44,7 +45,7 @@ from ocpplab.tools.charger_model import (
 )
 
 Pace = Literal["natural", "open", "closed"]
-SUBPROTOCOLS = [Subprotocol("ocpp1.6")]
+SUBPROTOCOLS = [Subprotocol(OCPP16.subprotocol)]
 SWEEP_INTERVAL = 0.1
 CONNECT_CONCURRENCY = 200
 RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)

@@ -19,16 +19,17 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ocpplab.core import schemas
-from ocpplab.core.errors import BrokerError, InvalidRule
+from ocpplab.core.dialect import AnswerContext, Dialect
+from ocpplab.core.errors import NotFound, UnknownAction
 from ocpplab.core.frames import dumps_compact
-from ocpplab.core.identity import identity_problem
+from ocpplab.core.messages import Event, SettingsChanged
 from ocpplab.core.responder import (
     MAX_DELAY,
     MAX_HOLD,
     ResponderSettings,
     Rule,
-    default_payload,
 )
+from ocpplab.web.errors import ANSWERED, path_identity, refusal, text_errors
 from ocpplab.web.forms import (
     Field,
     attach_violations,
@@ -40,74 +41,6 @@ from ocpplab.web.services import Services, services_of
 from ocpplab.web.templating import render_block
 
 TEMPLATE = "_configure.html"
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    """A common experiment, saved with one click."""
-
-    key: str
-    label: str
-    rule: dict[str, Any]
-
-
-def _custom(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"mode": "custom", "payload": payload}
-
-
-def _id_tag(status: str) -> dict[str, Any]:
-    return _custom({"idTagInfo": {"status": status}})
-
-
-PRESETS: dict[str, tuple[Preset, ...]] = {
-    "BootNotification": (
-        Preset(
-            "pending",
-            "Pending, interval 15 s",
-            _custom({"status": "Pending", "currentTime": "{now}", "interval": 15}),
-        ),
-        Preset(
-            "rejected",
-            "Rejected, interval 60 s",
-            _custom({"status": "Rejected", "currentTime": "{now}", "interval": 60}),
-        ),
-    ),
-    "Authorize": (
-        Preset("invalid", "Invalid", _id_tag("Invalid")),
-        Preset("blocked", "Blocked", _id_tag("Blocked")),
-        Preset("expired", "Expired", _id_tag("Expired")),
-    ),
-    "StartTransaction": (
-        Preset(
-            "invalid",
-            "Reject the idTag (Invalid)",
-            _custom({"idTagInfo": {"status": "Invalid"}, "transactionId": "{transactionId}"}),
-        ),
-        Preset(
-            "fixed-id",
-            "transactionId 12345",
-            _custom({"idTagInfo": {"status": "Accepted"}, "transactionId": 12345}),
-        ),
-    ),
-    "StopTransaction": (Preset("invalid", "Reject the idTag (Invalid)", _id_tag("Invalid")),),
-    "DataTransfer": (
-        Preset("rejected", "Rejected", _custom({"status": "Rejected"})),
-        Preset("unknown-vendor", "UnknownVendorId", _custom({"status": "UnknownVendorId"})),
-    ),
-}
-COMMON_PRESETS = (
-    Preset("ignore", "Don't answer", {"mode": "ignore"}),
-    Preset("manual", "Hold for me", {"mode": "manual"}),
-    Preset(
-        "error",
-        "CALLERROR InternalError",
-        {"mode": "error", "error": {"code": "InternalError", "description": "ocpplab test"}},
-    ),
-)
-
-
-def presets_for(action: str) -> tuple[Preset, ...]:
-    return PRESETS.get(action, ()) + COMMON_PRESETS
 
 
 def summary(rule: Rule) -> str:
@@ -160,7 +93,7 @@ class RuleForm:
         return cls(
             action=action,
             mode=rule.mode,
-            fields=build_fields(schemas.schema(action, response=True), payload),
+            fields=build_fields(services.dialect.schema(action, True), payload),
             payload_json=json.dumps(payload, indent=2, ensure_ascii=False),
             delay=f"{rule.delay:g}",
             timeout=f"{rule.timeout:g}" if rule.timeout is not None else "",
@@ -173,9 +106,7 @@ class RuleForm:
 
 def _proposal(action: str, services: Services) -> dict[str, Any]:
     """The default answer with placeholders, as the custom form's starting point."""
-    from ocpplab.core.responder import AnswerContext
-
-    payload = default_payload(action, AnswerContext(services.clock.now(), 1))
+    payload = services.dialect.default_answer(action, AnswerContext(services.clock.now(), 1))
     if "currentTime" in payload:
         payload["currentTime"] = "{now}"
     if "transactionId" in payload:
@@ -183,13 +114,15 @@ def _proposal(action: str, services: Services) -> dict[str, Any]:
     return payload
 
 
-def read_rule_form(action: str, form: FormData) -> tuple[RuleForm, dict[str, Any] | None]:
+def read_rule_form(
+    dialect: Dialect, action: str, form: FormData
+) -> tuple[RuleForm, dict[str, Any] | None]:
     """Read a submitted rule form; returns the form (with problems) and the rule's JSON."""
     text = {key: str(value) for key, value in form.items()}
     state = RuleForm(
         action=action,
         mode=text.get("mode", "default"),
-        fields=build_fields(schemas.schema(action, response=True), {}),
+        fields=build_fields(dialect.schema(action, True), {}),
         payload_json=text.get("payload_json", ""),
         delay=text.get("delay", "0").strip() or "0",
         timeout=text.get("timeout", "").strip(),
@@ -205,7 +138,7 @@ def read_rule_form(action: str, form: FormData) -> tuple[RuleForm, dict[str, Any
         except ValueError as exc:
             state.errors["payload_json"] = f"not valid JSON: {exc}"
         else:
-            state.fields = build_fields(schemas.schema(action, response=True), payload)
+            state.fields = build_fields(dialect.schema(action, True), payload)
     elif fields_ok:
         state.payload_json = json.dumps(payload, indent=2, ensure_ascii=False)
     else:
@@ -225,7 +158,7 @@ def read_rule_form(action: str, form: FormData) -> tuple[RuleForm, dict[str, Any
     if state.errors or state.problems:
         return state, None
     if state.mode in {"custom", "manual"} and text.get("force") != "on":
-        violations = schemas.validate(action, fill_for_validation(payload), response=True)
+        violations = dialect.validate(action, fill_for_validation(payload), True)
         if violations:
             leftover = attach_violations(state.fields, violations)
             state.problems.append(
@@ -276,80 +209,65 @@ def _render(request: Request, block: str, status: int = 200, **context: Any) -> 
     return HTMLResponse(html, status_code=status)
 
 
-def _checked(request: Request) -> tuple[str, str, Response | None]:
-    identity = request.path_params["identity"]
-    action = request.path_params.get("action", "")
-    problem = identity_problem(identity, services_of(request).settings.max_identity_length)
-    if problem:
-        return identity, action, HTMLResponse(problem, status_code=400)
-    if action and action not in schemas.CHARGER_ACTIONS:
-        return identity, action, HTMLResponse("unknown action", status_code=404)
-    return identity, action, None
+def _checked(request: Request) -> tuple[str, str]:
+    """The identity and the action of the path, or the error that refuses them."""
+    identity = path_identity(request)
+    action: str = request.path_params.get("action", "")
+    dialect = services_of(request).dialect
+    if action and not dialect.is_charger_action(action):
+        raise UnknownAction(f"{action!r} is not an action a charger sends in {dialect.name}")
+    return identity, action
 
 
+@text_errors()
 async def rule_form(request: Request) -> Response:
     """GET: the form for one action's rule, as currently saved."""
-    identity, action, refused = _checked(request)
-    if refused:
-        return refused
+    identity, action = _checked(request)
     services = services_of(request)
-    try:
-        settings = await services.central.responder_settings(identity)
-    except BrokerError as exc:
-        return HTMLResponse(f"The broker is unavailable: {exc}", status_code=503)
+    settings = await services.central.responder_settings(identity)
     form = RuleForm.from_rule(action, settings.rule(action), services)
-    return _render(request, "rule_form", form=form, presets=presets_for(action))
+    return _render(request, "rule_form", form=form, presets=services.dialect.presets_for(action))
 
 
+@text_errors("Not saved")
 async def save_rule(request: Request) -> Response:
     """POST: save the rule from the form, a preset, or reset it to the default."""
-    identity, action, refused = _checked(request)
-    if refused:
-        return refused
+    identity, action = _checked(request)
     services = services_of(request)
+    presets = services.dialect.presets_for(action)
     submitted = await request.form()
     preset_key = str(submitted.get("preset", ""))
     rule_json: dict[str, Any] | None
     if submitted.get("reset"):
         form, rule_json = RuleForm(action), {"mode": "default"}
     elif preset_key:
-        preset = next((item for item in presets_for(action) if item.key == preset_key), None)
+        preset = next((item for item in presets if item.key == preset_key), None)
         if preset is None:
-            return HTMLResponse("unknown preset", status_code=404)
-        form, rule_json = RuleForm(action), preset.rule
+            raise NotFound(f"no preset {preset_key!r} for {action}")
+        form, rule_json = RuleForm(action), dict(preset.rule)
     else:
-        form, rule_json = read_rule_form(action, submitted)
+        form, rule_json = read_rule_form(services.dialect, action, submitted)
     if rule_json is None:
-        return _render(request, "rule_form", 422, form=form, presets=presets_for(action))
+        return _render(request, "rule_form", 422, form=form, presets=presets)
     try:
         rule = Rule.from_json(rule_json)
         await services.central.set_rule(identity, action, rule)
-    except InvalidRule as exc:
-        form.problems.append(f"Not saved: {exc}")
-        return _render(request, "rule_form", 422, form=form, presets=presets_for(action))
-    except BrokerError as exc:
-        form.problems.append(f"Not saved: the broker is unavailable ({exc})")
-        return _render(request, "rule_form", 503, form=form, presets=presets_for(action))
+    except ANSWERED as exc:
+        refused = refusal(exc)
+        form.problems.append(refused.sentence("Not saved"))
+        return _render(request, "rule_form", refused.status, form=form, presets=presets)
     saved = RuleForm.from_rule(action, rule, services)
     saved.saved, saved.message = True, f"Saved: {action} is now answered with {summary(rule)}."
-    return _render(request, "rule_form", form=saved, presets=presets_for(action))
+    return _render(request, "rule_form", form=saved, presets=presets)
 
 
+@text_errors("Not saved")
 async def save_validation(request: Request) -> Response:
     """POST: lenient or strict answers to calls that break the request schema."""
-    identity, _, refused = _checked(request)
-    if refused:
-        return refused
+    identity, _ = _checked(request)
     services = services_of(request)
     policy = str((await request.form()).get("validation", ""))
-    if policy not in {"lenient", "strict"}:
-        return HTMLResponse("validation must be lenient or strict", status_code=422)
-    try:
-        settings = await services.central.responder_settings(identity)
-        settings = dataclasses.replace(settings, validation=policy)  # type: ignore[arg-type]
-        await services.central.save_responder_settings(identity, settings)
-    except BrokerError as exc:
-        return HTMLResponse(f"Not saved: the broker is unavailable ({exc})", status_code=503)
+    settings = await services.central.set_validation(identity, policy)
     return _render(request, "validation_form", responder=settings, message="Saved.", oob=False)
 
 
@@ -372,8 +290,10 @@ routes: list[BaseRoute] = [
 ]
 
 
-def _render_settings(page: Any, event: dict[str, Any]) -> str:
-    settings = ResponderSettings.from_json(event.get("settings"))
+def _render_settings(page: Any, event: Event) -> str:
+    if not isinstance(event, SettingsChanged):
+        return ""
+    settings = ResponderSettings.from_json(event.settings)
     summaries = "".join(
         render_block(
             page.services.templates,
@@ -386,7 +306,7 @@ def _render_settings(page: Any, event: dict[str, Any]) -> str:
             action=action,
             oob=True,
         )
-        for action in schemas.CHARGER_ACTIONS
+        for action in page.services.dialect.charger_actions
     )
     return summaries + render_block(
         page.services.templates,

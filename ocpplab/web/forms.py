@@ -1,4 +1,5 @@
-"""Forms generated from OCPP 1.6 JSON schemas, and payloads read back from them. Pure.
+"""Forms generated from an OCPP version's JSON schemas (`Dialect.schema`), and payloads
+read back from them. Pure, and the same for every version.
 
 A payload is edited either field by field (enums as selects, integers as numbers, nested
 objects grouped, arrays as JSON) or as raw JSON for anything a form cannot express. Both
@@ -15,8 +16,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ocpplab.core import schemas
 from ocpplab.core.responder import NOW, TRANSACTION_ID, substitute
+from ocpplab.core.schemas import Violation
 
 Kind = Literal["text", "integer", "number", "boolean", "enum", "datetime", "json", "object"]
 
@@ -183,7 +184,7 @@ def _typed(fields: list[Field]) -> bool:
     )
 
 
-def attach_violations(fields: list[Field], violations: list[schemas.Violation]) -> list[str]:
+def attach_violations(fields: list[Field], violations: list[Violation]) -> list[str]:
     """Show each violation at its field (or nearest enclosing one); returns those left over."""
     by_path: dict[str, Field] = {}
 

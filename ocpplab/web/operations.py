@@ -3,8 +3,9 @@
 OCPP 1.6 chapter 5 lists what a central system may ask of a charge point, grouped by
 feature profile (section 3.1); the 1.6 security whitepaper adds seven more. Each action
 opens a form generated from its request schema and pre-filled with a valid example
-(`examples.py`); "Edit as JSON" is the way to anything a form cannot express, and "Send
-anyway" the way to payloads the schema forbids. A raw-frame box sends any text at all.
+(the dialect's `example_request`); "Edit as JSON" is the way to anything a form cannot
+express, and "Send anyway" the way to payloads the schema forbids. A raw-frame box sends
+any text at all.
 
 Forms post back over HTTP and are answered with HTML fragments (the page's htmx config
 swaps 4xx and 5xx answers too): 200 when the request was carried out, whatever the
@@ -28,22 +29,24 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ocpplab.core import schemas
-from ocpplab.core.errors import BrokerError, CallTimeout, ChargerOffline
-from ocpplab.core.identity import identity_problem
+from ocpplab.core import messages, schemas
+from ocpplab.core.dialect import Dialect
+from ocpplab.core.errors import BrokerError, NotFound, UnknownAction
+from ocpplab.core.messages import Event, Queued, ReplayEvent, Sent
 from ocpplab.core.responder import NOW, format_time, substitute
-from ocpplab.dialects.ocpp16.examples import example_request
 from ocpplab.server.central import Outcome
+from ocpplab.web.errors import ANSWERED, Kind, path_identity, refusal, text_errors
 from ocpplab.web.forms import Field, attach_violations, build_fields, read_form
 from ocpplab.web.services import ExtraRenderer, Services, services_of
 from ocpplab.web.templating import render_block
 
 TEMPLATE = "_operations.html"
 MAX_CALL_ROWS = 30
-CALL_EVENTS = ("queued", "sent", "outcome")
+CallEvent = Queued | Sent | messages.Outcome  # what moves a row of the Calls list
+CALL_EVENTS = tuple(cls.tag for cls in (Queued, Sent, messages.Outcome))
 
 # One line per action, so a person learning OCPP knows what a form will ask of the charger.
 ACTION_HELP: dict[str, str] = {
@@ -127,37 +130,31 @@ class OperationForm:
     skip_validation: bool = False
     concurrent: bool = False
     json_error: str = ""
-
-    @property
-    def profile(self) -> str:
-        return schemas.profile_of(self.action) or ""
+    profile: str = ""  # the feature profile the action belongs to
 
     @property
     def help(self) -> str:
         return ACTION_HELP.get(self.action, "")
 
     @classmethod
-    def prefilled(cls, action: str, payload: dict[str, Any]) -> OperationForm:
+    def prefilled(cls, dialect: Dialect, action: str, payload: dict[str, Any]) -> OperationForm:
         text = _pretty(payload)
-        return cls(action, build_fields(_request_schema(action), payload), text, text)
+        fields = build_fields(dialect.schema(action, False), payload)
+        return cls(action, fields, text, text, profile=dialect.profile_of(action) or "")
 
 
 @dataclasses.dataclass
 class Feedback:
     """What the page says under a form after a post."""
 
-    kind: Literal["", "sent", "invalid", "offline", "unavailable"] = ""
+    kind: Literal["", "sent"] | Kind = ""
     action: str = ""
     unique_id: str = ""
     problems: list[str] = dataclasses.field(default_factory=list)
 
 
-def _request_schema(action: str) -> dict[str, Any]:
-    return schemas.schema(action, response=False)
-
-
 def read_operation(
-    action: str, submitted: Mapping[str, str], now: datetime.datetime
+    dialect: Dialect, action: str, submitted: Mapping[str, str], now: datetime.datetime
 ) -> tuple[OperationForm, Any, list[str]]:
     """Read a posted operation form: the form as typed, the payload to send, the problems.
 
@@ -168,12 +165,13 @@ def read_operation(
     typed_json = submitted.get("json", "")
     form = OperationForm(
         action,
-        build_fields(_request_schema(action), {}),
+        build_fields(dialect.schema(action, False), {}),
         typed_json,
         submitted.get("json_shown", ""),
         "json" if submitted.get("source") == "json" else "form",
         skip_validation=submitted.get("skip_validation") == "on",
         concurrent=submitted.get("concurrent") == "on",
+        profile=dialect.profile_of(action) or "",
     )
     payload, fields_ok = read_form(form.fields, submitted)
     if form.source == "json":
@@ -183,7 +181,7 @@ def read_operation(
         except ValueError as exc:
             form.json_error = f"This is not valid JSON: {exc}"
             return form, None, ["The JSON cannot be read; see the message under it."]
-        form.fields = build_fields(_request_schema(action), payload)
+        form.fields = build_fields(dialect.schema(action, False), payload)
         form.json_shown = typed_json
     elif not fields_ok:
         return form, None, ["Some fields cannot be read; see the marked fields."]
@@ -192,7 +190,7 @@ def read_operation(
     payload = with_now(payload, now)
     if form.skip_validation:
         return form, payload, []
-    violations = schemas.validate(action, payload, response=False)
+    violations = dialect.validate(action, payload, False)
     if not violations:
         return form, payload, []
     leftover = attach_violations(form.fields, violations)
@@ -214,7 +212,7 @@ def _clear_errors(fields: list[Field]) -> None:
 
 async def _prefill(services: Services, identity: str, action: str) -> dict[str, Any]:
     """The example request, made to fit this charger where its state tells how."""
-    payload = example_request(action, services.clock.now())
+    payload = services.dialect.example_request(action, services.clock.now())
     if action == "RemoteStopTransaction":
         running = await _running_transaction(services, identity)
         if running is not None:
@@ -249,7 +247,7 @@ class RawForm:
 
 @dataclasses.dataclass
 class RawFeedback:
-    kind: Literal["", "sent", "offline", "unavailable"] = ""
+    kind: Literal["", "sent"] | Kind = ""
     length: int = 0
     detail: str = ""
 
@@ -304,22 +302,22 @@ def configuration_rows(payload: Any) -> tuple[list[ConfigRow], list[str]]:
 # The Calls list on every open page
 
 
-def call_view(event: dict[str, Any]) -> dict[str, Any]:
+def call_view(event: CallEvent) -> dict[str, Any]:
     """What a row of the Calls list shows, from the latest event of that call."""
-    kind = event.get("kind")
-    state = str(event.get("outcome")) if kind == "outcome" else kind
-    payload = event.get("payload")
+    state = event.outcome if isinstance(event, messages.Outcome) else event.kind
+    payload = event.payload if isinstance(event, messages.Outcome | Queued) else None
+    error = event.error if isinstance(event, messages.Outcome) else None
     view: dict[str, Any] = {
-        "unique_id": str(event.get("unique_id")),
-        "action": str(event.get("action") or ""),
+        "unique_id": event.unique_id,
+        "action": event.action,
         "state": "waiting" if state == "sent" else state,
-        "position": event.get("position"),
-        "timeout": event.get("timeout"),
-        "deadline": _deadline(event) if kind == "sent" else None,
-        "rtt_ms": event.get("rtt_ms"),
+        "position": event.position if isinstance(event, Queued) else None,
+        "timeout": event.timeout if isinstance(event, Sent) else None,
+        "deadline": _deadline(event) if isinstance(event, Sent) else None,
+        "rtt_ms": event.rtt_ms if isinstance(event, messages.Outcome) else None,
         "payload": payload,
-        "error": {"code": "", "description": "", "details": {}, **(event.get("error") or {})},
-        "violations": event.get("violations") or [],
+        "error": {"code": "", "description": "", "details": {}, **(error or {})},
+        "violations": event.violations if isinstance(event, messages.Outcome) else [],
         "status": None,
         "config": None,
         "unknown_keys": [],
@@ -332,12 +330,12 @@ def call_view(event: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def _deadline(event: dict[str, Any]) -> str | None:
+def _deadline(event: Sent) -> str | None:
     try:
-        sent = datetime.datetime.fromisoformat(str(event.get("at")))
-        return format_time(sent + datetime.timedelta(seconds=float(event["timeout"])))
-    except (KeyError, TypeError, ValueError):
+        sent = datetime.datetime.fromisoformat(event.at)
+    except ValueError:
         return None
+    return format_time(sent + datetime.timedelta(seconds=event.timeout))
 
 
 class CallList:
@@ -352,9 +350,11 @@ class CallList:
         self.services = services
         self._rows: weakref.WeakKeyDictionary[Any, dict[str, None]] = weakref.WeakKeyDictionary()
 
-    def on_event(self, page: Any, event: dict[str, Any]) -> str:
+    def on_event(self, page: Any, event: Event) -> str:
+        if not isinstance(event, CallEvent):
+            return ""
         rows = self._rows.setdefault(page, {})
-        unique_id = str(event.get("unique_id"))
+        unique_id = event.unique_id
         known, first = unique_id in rows, not rows
         dropped: list[str] = []
         if not known:
@@ -368,11 +368,13 @@ class CallList:
             page, "call_update", call=call_view(event), call_oob=known, op_update=update
         )
 
-    def on_replay(self, page: Any, replay: dict[str, Any]) -> str:
-        latest: dict[str, dict[str, Any]] = {}
-        for event in replay.get("events") or []:
-            if event.get("kind") in CALL_EVENTS and event.get("unique_id") is not None:
-                latest[str(event["unique_id"])] = event
+    def on_replay(self, page: Any, replay: Event) -> str:
+        if not isinstance(replay, ReplayEvent):
+            return ""
+        latest: dict[str, CallEvent] = {}
+        for event in replay.events:
+            if isinstance(event, CallEvent):
+                latest[event.unique_id] = event
         if not latest:
             return ""
         kept = list(latest.items())[-MAX_CALL_ROWS:]
@@ -419,17 +421,13 @@ async def page_context(services: Services, identity: str) -> dict[str, Any]:
 # HTTP handlers
 
 
-def _refusal(request: Request, *, action: str | None = None) -> Response | None:
-    """Why this request cannot be served at all, as a response; None when it can."""
-    settings = services_of(request).settings
-    problem = identity_problem(request.path_params["identity"], settings.max_identity_length)
-    if problem:
-        return PlainTextResponse(problem, status_code=400)
-    if action is not None and action not in schemas.CENTRAL_ACTIONS:
-        return PlainTextResponse(
-            f"{action!r} is not an action a central system sends in OCPP 1.6", status_code=404
-        )
-    return None
+def _checked(request: Request, *, action: str | None = None) -> str:
+    """The identity of the path, or the error that says why this request cannot be served."""
+    identity = path_identity(request)
+    dialect = services_of(request).dialect
+    if action is not None and not dialect.is_central_action(action):
+        raise UnknownAction(f"{action!r} is not an action a central system sends in {dialect.name}")
+    return identity
 
 
 def _render(request: Request, *blocks: tuple[str, dict[str, Any]], status: int = 200) -> Response:
@@ -448,16 +446,15 @@ async def _submitted(request: Request) -> dict[str, str]:
     return {key: _lf(value) for key, value in form.items() if isinstance(value, str)}
 
 
+@text_errors()
 async def operation_form(request: Request) -> Response:
     """GET: the picker with the chosen action's form, pre-filled with a valid example."""
     action = request.path_params["action"]
-    refused = _refusal(request, action=action)
-    if refused:
-        return refused
+    identity = _checked(request, action=action)
     services = services_of(request)
-    payload = await _prefill(services, request.path_params["identity"], action)
+    payload = await _prefill(services, identity, action)
     context = {
-        "op_form": OperationForm.prefilled(action, payload),
+        "op_form": OperationForm.prefilled(services.dialect, action, payload),
         "op_current": action,
         "op_focus": True,
         "op_feedback": Feedback(),
@@ -465,19 +462,18 @@ async def operation_form(request: Request) -> Response:
     return _render(request, ("workspace", context))
 
 
+@text_errors("Not sent")
 async def send_operation(request: Request) -> Response:
     """POST: check the payload, then send the CALL through the charger's gateway."""
     action = request.path_params["action"]
-    refused = _refusal(request, action=action)
-    if refused:
-        return refused
+    identity = _checked(request, action=action)
     services = services_of(request)
     form, payload, problems = read_operation(
-        action, await _submitted(request), services.clock.now()
+        services.dialect, action, await _submitted(request), services.clock.now()
     )
     feedback, status = Feedback("invalid", action, problems=problems), 422
     if not problems:
-        feedback, status = await _send(services, request.path_params["identity"], form, payload)
+        feedback, status = await _send(services, identity, form, payload)
     return _render(
         request,
         ("operation_form", {"op_form": form}),
@@ -499,29 +495,26 @@ async def _send(
             unique_id=unique_id,
             wait=False,
         )
-    except ChargerOffline:
-        return Feedback("offline", form.action), 409
-    except BrokerError as exc:
-        return Feedback("unavailable", form.action, problems=[str(exc)]), 503
+    except ANSWERED as exc:
+        refused = refusal(exc)
+        return Feedback(refused.kind, form.action, problems=[refused.message]), refused.status
     return Feedback("sent", form.action, unique_id), 200
 
 
+@text_errors()
 async def raw_example_form(request: Request) -> Response:
     """GET: the raw-frame box, filled with one of the examples."""
-    refused = _refusal(request)
-    if refused:
-        return refused
+    _checked(request)
     key = request.query_params.get("example", "call")
     if key not in RAW_EXAMPLES:
-        return PlainTextResponse(f"no raw-frame example {key!r}", status_code=404)
+        raise NotFound(f"no raw-frame example {key!r}")
     return _render(request, ("raw_form", {"op_raw": RawForm(raw_example(key), focus=True)}))
 
 
+@text_errors("Not sent")
 async def send_raw(request: Request) -> Response:
     """POST: send the text exactly as typed (`CentralSystem.send_frame`), valid or not."""
-    refused = _refusal(request)
-    if refused:
-        return refused
+    identity = _checked(request)
     text = (await _submitted(request)).get("text", "")
     form, feedback, status = RawForm(text), RawFeedback("sent", len(text)), 200
     if not text:
@@ -529,11 +522,10 @@ async def send_raw(request: Request) -> Response:
         feedback = RawFeedback()
     else:
         try:
-            await services_of(request).central.send_frame(request.path_params["identity"], text)
-        except ChargerOffline:
-            feedback, status = RawFeedback("offline"), 409
-        except BrokerError as exc:
-            feedback, status = RawFeedback("unavailable", detail=str(exc)), 503
+            await services_of(request).central.send_frame(identity, text)
+        except ANSWERED as exc:
+            refused = refusal(exc)
+            feedback, status = RawFeedback(refused.kind, detail=refused.message), refused.status
     return _render(
         request,
         ("raw_form", {"op_raw": form}),
@@ -542,47 +534,37 @@ async def send_raw(request: Request) -> Response:
     )
 
 
+@text_errors("Not changed")
 async def change_configuration(request: Request) -> Response:
     """POST: ChangeConfiguration(key, value) from a GetConfiguration row; waits for the answer."""
-    refused = _refusal(request)
-    if refused:
-        return refused
+    identity = _checked(request)
     submitted = await _submitted(request)
     payload = {"key": submitted.get("key", ""), "value": submitted.get("value", "")}
-    result, status = await _change(services_of(request), request.path_params["identity"], payload)
+    result, status = await _change(services_of(request), identity, payload)
     return _render(request, ("change_result", {"op_change": result}), status=status)
 
 
 async def _change(
     services: Services, identity: str, payload: dict[str, str]
 ) -> tuple[ChangeResult, int]:
-    violations = schemas.validate("ChangeConfiguration", payload, response=False)
+    violations = services.dialect.validate("ChangeConfiguration", payload, False)
     if violations:
         text = "; ".join(f"{item.path}: {item.message}" for item in violations)
         return ChangeResult(False, f"Not sent: {text}"), 422
     try:
         outcome = await services.central.call(identity, "ChangeConfiguration", payload)
-    except ChargerOffline:
-        return ChangeResult(False, "Charger offline: not sent"), 409
-    except CallTimeout as exc:
-        return ChangeResult(False, str(exc)), 504
-    except BrokerError as exc:
-        return ChangeResult(False, f"Not sent: the broker is unavailable ({exc})"), 503
+    except ANSWERED as exc:
+        refused = refusal(exc)
+        return ChangeResult(False, refused.sentence("Not changed")), refused.status
     return ChangeResult.from_outcome(outcome), 200
 
 
+@text_errors("Not cancelled")
 async def cancel_call(request: Request) -> Response:
     """POST: take a queued call out of the queue before it is sent (an outcome follows)."""
-    refused = _refusal(request)
-    if refused:
-        return refused
+    identity = _checked(request)
     unique_id = (await _submitted(request)).get("unique_id", "")
-    try:
-        await services_of(request).central.cancel(request.path_params["identity"], unique_id)
-    except ChargerOffline:
-        return PlainTextResponse("charger offline: nothing is queued", status_code=409)
-    except BrokerError as exc:
-        return PlainTextResponse(f"the broker is unavailable: {exc}", status_code=503)
+    await services_of(request).central.cancel(identity, unique_id)
     return Response(status_code=204)
 
 

@@ -7,15 +7,16 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ocpplab.config import Settings
-from ocpplab.core.errors import BrokerError, ChargerOffline
+from ocpplab.core.errors import BrokerError, InvalidBody, NoLongerHeld
 from ocpplab.core.identity import from_user_input, identity_problem
 from ocpplab.core.responder import ResponderSettings
-from ocpplab.server.pagesocket import status_from_event
 from ocpplab.server.roster import LISTED
 from ocpplab.web import configure, operations
+from ocpplab.web.errors import path_identity, text_errors
+from ocpplab.web.live import status_from_event
 from ocpplab.web.services import Services, services_of
 
 
@@ -81,12 +82,10 @@ async def start(request: Request) -> Response:
     return RedirectResponse(str(url), status_code=303)
 
 
+@text_errors()
 async def charger_page(request: Request) -> Response:
     services = services_of(request)
-    identity = request.path_params["identity"]
-    problem = identity_problem(identity, services.settings.max_identity_length)
-    if problem:
-        return PlainTextResponse(problem + "\n", status_code=400)
+    identity = path_identity(request)
     presence = await _status_or_none(services, identity)
     status = status_from_event(presence if presence and presence.get("connected") else None)
     responder = await _responder_or_default(services, identity)
@@ -101,6 +100,7 @@ async def charger_page(request: Request) -> Response:
         "identity": identity,
         "status": status,
         "state": presence.get("state") if presence else None,
+        "state_template": services.state_template(presence.get("dialect") if presence else None),
         "events": [],
         "held": [],
         "responder": responder,
@@ -124,6 +124,7 @@ async def _responder_or_default(services: Services, identity: str) -> ResponderS
         return ResponderSettings()
 
 
+@text_errors()
 async def answer_held(request: Request) -> Response:
     """The Send / Don't answer buttons of a held call's card."""
     services = services_of(request)
@@ -140,16 +141,10 @@ async def answer_held(request: Request) -> Response:
         try:
             payload = json.loads(str(form.get("payload", "")))
         except ValueError as exc:
-            return PlainTextResponse(f"The answer is not valid JSON: {exc}", status_code=422)
+            raise InvalidBody(f"The answer is not valid JSON: {exc}") from None
         reply = {"payload": payload}
-    try:
-        won = await services.central.answer_held(identity, unique_id, reply)
-    except ChargerOffline as exc:
-        return PlainTextResponse(str(exc), status_code=409)
-    except BrokerError as exc:
-        return PlainTextResponse(str(exc), status_code=503)
-    if not won:
-        return PlainTextResponse("Too late: this call was already answered.", status_code=410)
+    if not await services.central.answer_held(identity, unique_id, reply):
+        raise NoLongerHeld("Too late: this call was already answered.")
     return Response(status_code=204)
 
 

@@ -15,8 +15,9 @@ import jinja2
 from markupsafe import Markup
 from starlette.templating import Jinja2Templates
 
-from ocpplab.core import schemas
+from ocpplab.core.dialect import Dialect
 from ocpplab.core.frames import encodable, loads
+from ocpplab.dialects.ocpp16 import OCPP16
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # ocpplab/
 
@@ -50,7 +51,7 @@ def pretty_json(raw: Any) -> Any:
     """Indent a frame's JSON for people; text that is not JSON is shown as it came.
 
     Either way lone surrogates are shown as their escapes (`encodable`): the page could not
-    be sent with them. JSON nested too deep to read (`protocol.MAX_DEPTH`) is text too.
+    be sent with them. JSON nested too deep to read (`core.frames.MAX_DEPTH`) is text too.
     """
     if isinstance(raw, str):
         try:
@@ -119,7 +120,12 @@ def url_for(context: Any, name: str, /, **params: Any) -> str:
     return path
 
 
-def make_templates() -> Jinja2Templates:
+def make_templates(dialect: Dialect = OCPP16) -> Jinja2Templates:
+    """The page templates, with `dialect`'s actions and error codes for the forms to list.
+
+    `dialect` is the one OCPP version the pages show for now; with a second one, a page
+    takes its charger's dialect from its render context instead.
+    """
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=True,
@@ -133,9 +139,10 @@ def make_templates() -> Jinja2Templates:
     environment.filters["frame_body"] = frame_body
     environment.filters["clock_time"] = clock_time
     environment.filters["dom_id"] = dom_id
-    environment.globals["CHARGER_ACTIONS"] = schemas.CHARGER_ACTIONS
-    environment.globals["CENTRAL_ACTIONS_BY_PROFILE"] = schemas.CENTRAL_ACTIONS_BY_PROFILE
-    environment.globals["ERROR_CODES"] = schemas.ERROR_CODES
+    environment.globals["dialect"] = dialect
+    environment.globals["CHARGER_ACTIONS"] = dialect.charger_actions
+    environment.globals["CENTRAL_ACTIONS_BY_PROFILE"] = dialect.central_actions_by_profile
+    environment.globals["ERROR_CODES"] = dialect.error_codes
     return Jinja2Templates(env=environment)
 
 

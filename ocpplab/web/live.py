@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from typing import Any
@@ -20,14 +19,30 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ocpplab.broker.base import Signal, Subscription
 from ocpplab.broker.keys import commands_channel, events_channel
+from ocpplab.core.connection import WATCH_TTL
 from ocpplab.core.frames import encodable
 from ocpplab.core.identity import identity_problem
+from ocpplab.core.messages import (
+    AnswerRefused,
+    Connected,
+    Disconnected,
+    Event,
+    Gap,
+    Held,
+    Released,
+    ReplayEvent,
+    Sent,
+    SettingsChanged,
+    StateChanged,
+    Watch,
+    decode_event,
+)
 from ocpplab.logs import log_failure
-from ocpplab.server.gateway import WATCH_TTL, refuse
+from ocpplab.server.gateway import refuse
 from ocpplab.web.services import Services, services_of
 from ocpplab.web.templating import render_block
 
-logger = logging.getLogger("ocpplab.server.pagesocket")
+logger = logging.getLogger("ocpplab.web.live")
 
 BATCH_MAX = 200
 # A page that falls behind (FLOOD_BATCH or more events waiting at once) gets at most 20
@@ -78,6 +93,7 @@ class PageSocket:
         self.identity = identity
         self.page_id = uuid.uuid4().hex
         self.session: str | None = None
+        self.dialect: str | None = None  # the name of the charger's dialect, once known
         self.seen: set[int] = set()
         self.log_started = False
         self._pending: list[str] = []  # rendered fragments not sent yet
@@ -104,11 +120,9 @@ class PageSocket:
                 return
 
     async def _watch(self, *, replay: bool) -> None:
-        command: dict[str, Any] = {"op": "watch"}
-        if replay:
-            command["page"] = self.page_id
+        command = Watch(page=self.page_id if replay else None)
         with contextlib.suppress(Exception):
-            await self.services.broker.publish(commands_channel(self.identity), json.dumps(command))
+            await self.services.broker.publish(commands_channel(self.identity), command.encode())
 
     async def _keepalive(self) -> None:
         while True:
@@ -164,48 +178,39 @@ class PageSocket:
         if item is Signal.RESUMED:
             await self._watch(replay=False)
             return self._live_status(True, "Live updates: on") + self._log(
-                {
-                    "kind": "gap",
-                    "at": "",
-                    "text": "Live updates resumed: frames may be missing here",
-                }
+                Gap(text="Live updates resumed: frames may be missing here")
             )
         if item is Signal.OVERFLOW:
-            return self._log(
-                {"kind": "gap", "at": "", "text": "This page fell behind: some frames were skipped"}
-            )
-        try:
-            event = json.loads(item)
-        except ValueError:
-            return ""
-        return await self.render_event(event)
+            return self._log(Gap(text="This page fell behind: some frames were skipped"))
+        event = decode_event(item)
+        return "" if event is None else await self.render_event(event)
 
-    async def render_event(self, event: dict[str, Any]) -> str:
-        kind = event.get("kind")
-        if kind == "replay":
-            if event.get("page") != self.page_id:
+    async def render_event(self, event: Event) -> str:
+        if isinstance(event, ReplayEvent):
+            if event.page != self.page_id:
                 return ""
             await self._send_replay(event)
             return self._render_extra(event)
-        if kind in {"connected", "disconnected"}:
-            if kind == "connected" and event.get("session") != self.session:
-                self.session, self.seen = event.get("session"), set()
+        if isinstance(event, Connected | Disconnected):
+            if isinstance(event, Connected):
+                self.dialect = event.dialect
+            if isinstance(event, Connected) and event.session != self.session:
+                self.session, self.seen = event.session, set()
                 await self._watch(replay=False)
             return self._status(event) + self._log(event)
-        if kind == "state":
-            return self._block("state_panel", state=event["state"])
-        if kind in {"settings", "answer_refused"}:
+        if isinstance(event, StateChanged):
+            return self._state(event.state)
+        if isinstance(event, SettingsChanged | AnswerRefused):
             return self._render_extra(event)
-        seq = event.get("seq")
-        if isinstance(seq, int):
-            if seq in self.seen:
+        if event.seq:
+            if event.seq in self.seen:
                 return ""
-            self._remember(seq)
-        html = self._log(event) if kind != "sent" else ""
-        if kind == "held":
+            self._remember(event.seq)
+        html = self._log(event) if not isinstance(event, Sent) else ""
+        if isinstance(event, Held):
             html += self._held(event)
-        elif kind == "released":
-            html += self._wrap("held_removed", unique_id=event["unique_id"])
+        elif isinstance(event, Released):
+            html += self._wrap("held_removed", unique_id=event.unique_id)
         return html + self._render_extra(event)
 
     def _remember(self, seq: int) -> None:
@@ -216,35 +221,34 @@ class PageSocket:
             newest = max(self.seen)
             self.seen = {item for item in self.seen if item > newest - window}
 
-    async def _send_replay(self, replay: dict[str, Any]) -> None:
+    async def _send_replay(self, replay: ReplayEvent) -> None:
         """Render a replay a slice at a time, sending each before rendering the next.
 
         What was rendered before it goes first, so the page sees events in order; between
         slices other chargers and pages get the event loop.
         """
         await self._flush()
-        connected = replay["connected"]
-        self.session = connected.get("session")
+        connected = replay.connected
+        self.session, self.dialect = connected.session, connected.dialect
         self._pending += [
             self._status(connected),
-            self._block("state_panel", state=replay["state"]),
+            self._state(replay.state),
         ]
         fresh = []
-        for event in replay["events"]:
-            seq = event.get("seq")
-            if event.get("session") == self.session and seq not in self.seen:
-                self._remember(seq)
+        for event in replay.events:
+            if event.session == self.session and event.seq not in self.seen:
+                self._remember(event.seq)
                 fresh.append(event)
         for start in range(0, len(fresh), REPLAY_SLICE):
             self._pending.append(self._log_many(fresh[start : start + REPLAY_SLICE]))
             if not await self._flush():
                 return
             await asyncio.sleep(0)
-        self._pending.extend(self._held(event) for event in replay.get("held", []))
+        self._pending.extend(self._held(event) for event in replay.held)
 
-    def _render_extra(self, event: dict[str, Any]) -> str:
+    def _render_extra(self, event: Event) -> str:
         """Fragments that other panels (Configure, Operations) derive from an event."""
-        renderer = self.services.extra_renderers.get(str(event.get("kind")))
+        renderer = self.services.extra_renderers.get(event.kind)
         return renderer(self, event) if renderer else ""
 
     # Fragments
@@ -259,10 +263,10 @@ class PageSocket:
             **context,
         )
 
-    def _log(self, event: dict[str, Any]) -> str:
+    def _log(self, event: Event) -> str:
         return self._log_many([event])
 
-    def _log_many(self, events: list[dict[str, Any]]) -> str:
+    def _log_many(self, events: list[Event]) -> str:
         if not events:
             return ""
         entries = "".join(self._block("log_entry", event=event) for event in reversed(events))
@@ -271,11 +275,15 @@ class PageSocket:
         first, self.log_started = not self.log_started, True
         return self._wrap("log_prepend", entries=Markup(entries), first=first)
 
-    def _held(self, event: dict[str, Any]) -> str:
+    def _state(self, state: dict[str, Any]) -> str:
+        template = self.services.state_template(self.dialect)
+        return self._block("state_panel", state=state, state_template=template)
+
+    def _held(self, event: Held) -> str:
         card = self._block("held_card", event=event)
         return self._wrap("held_prepend", card=Markup(card))
 
-    def _status(self, event: dict[str, Any]) -> str:
+    def _status(self, event: Connected | Disconnected) -> str:
         return self._block("status", status=status_from_event(event))
 
     def _live_status(self, ok: bool, text: str) -> str:
@@ -286,8 +294,10 @@ class PageSocket:
         return render_block(self.services.templates, WRAPPERS, block, **context)
 
 
-def status_from_event(event: dict[str, Any] | None) -> dict[str, Any]:
+def status_from_event(event: Connected | Disconnected | dict[str, Any] | None) -> dict[str, Any]:
     """The status line's content from a connected/disconnected event or a presence record."""
+    if isinstance(event, Connected | Disconnected):
+        event = event.to_json()
     if event is None:
         return {
             "state": "waiting",
