@@ -34,7 +34,7 @@ from ocpp.routing import on
 from ocpp.v16 import call, call_result
 
 from ocpplab.broker.keys import generation_key, presence_key, settings_key, transactions_key
-from ocpplab.server.gateway import CLOSE_REPLACED
+from ocpplab.server.session import CLOSE_REPLACED
 from tests.support import (
     REDIS_URL,
     Charger,

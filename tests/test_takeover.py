@@ -25,7 +25,7 @@ import websockets
 
 from ocpplab.broker.keys import generation_key
 from ocpplab.config import Settings
-from ocpplab.server.gateway import CLOSE_REPLACED
+from ocpplab.server.session import CLOSE_REPLACED
 from tests.support import REDIS_URL, exchange, serve
 from tests.test_redis_faults import RedisServer
 from tests.test_redis_processes import Instance

@@ -13,53 +13,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import math
 import uuid
 from collections.abc import Coroutine
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
-from ocpplab.broker.base import Broker, Fence, Signal
+from ocpplab.broker.base import Broker
 from ocpplab.broker.keys import (
-    commands_channel,
-    events_channel,
-    generation_key,
-    presence_key,
-    settings_key,
     transactions_key,
 )
 from ocpplab.config import Settings
 from ocpplab.core.clock import Clock
-from ocpplab.core.connection import Connection, Limits, PendingCheck
+from ocpplab.core.connection import Connection, Limits
 from ocpplab.core.dialect import Dialect, choose
 from ocpplab.core.errors import BrokerError
-from ocpplab.core.frames import dumps_compact
 from ocpplab.core.identity import identity_problem
-from ocpplab.core.messages import Connected, Event, Takeover, decode_command
+from ocpplab.core.messages import Connected
 from ocpplab.core.replay import ReplayBudget
-from ocpplab.core.responder import ResponderSettings, format_time
+from ocpplab.core.responder import format_time
 from ocpplab.logs import log_failure
 from ocpplab.server import tls
 from ocpplab.server.checking import CheckRunner
 from ocpplab.server.credentials import ChargerCredentials
 from ocpplab.server.handshake import forget_handshake
 from ocpplab.server.roster import Roster
+from ocpplab.server.session import ChargerSession
 
 logger = logging.getLogger("ocpplab.server.gateway")
 
-PRESENCE_TTL = 90.0
 PUBLISH_QUEUE_SIZE = 50_000
 PUBLISH_BATCH = 500
 PUBLISH_QUEUE_BYTES = 64 * 2**20
-CLOSE_REPLACED = "replaced by a new connection with the same identity"
-# An identity's connection counter outlives its last connection by this long (each presence
-# write renews it), so that a connection cut off from Redis meanwhile still finds it fenced.
-GENERATION_TTL = 3600.0
 
 
 class Gateway:
@@ -275,375 +263,3 @@ async def refuse(
         await websocket.send_denial_response(response)
     else:
         await websocket.close(1008, reason[:120])
-
-
-class ChargerSession:
-    """The I/O around one `Connection`: its socket, its timer, its broker writes.
-
-    Everything a frame does is decided by the connection; this moves bytes between it and
-    the socket, events to the gateway's publisher, and arms one timer at the connection's
-    next deadline. What is about the identity across instances (takeover numbers, the
-    presence record, the transaction counter) is done here, through the broker.
-    """
-
-    # Slots: thousands of idle sessions, each without an attribute dict.
-    __slots__ = (
-        "_closed",
-        "_heard",
-        "_tasks",
-        "_timer",
-        "_timer_at",
-        "closing",
-        "connection",
-        "gateway",
-        "generation",
-        "identity",
-        "replaced",
-        "websocket",
-    )
-
-    def __init__(
-        self, gateway: Gateway, websocket: WebSocket, identity: str, connection: Connection
-    ) -> None:
-        self.gateway = gateway
-        self.websocket = websocket
-        self.identity = identity
-        self.connection = connection
-        self.replaced = False
-        self.generation: int | None = None  # this connection's number; see _take_over
-        self._heard = 0  # the highest number another connection of the identity announced
-        self._tasks: set[asyncio.Task[Any]] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
-        self.closing: tuple[int, str] | None = None  # why this side closes, when it does
-        self._closed = False
-
-    @property
-    def id(self) -> str:
-        return self.connection.session
-
-    @property
-    def connected_since(self) -> str:
-        return self.connection.connected.at
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self.connection.connected.subprotocol
-
-    @property
-    def watched_until(self) -> float:
-        return self.connection.watched_until
-
-    @watched_until.setter
-    def watched_until(self, value: float) -> None:
-        self.connection.watched_until = value
-
-    # Life cycle
-
-    async def run(self) -> None:
-        """Serve the connection until the charger goes: then say how it ended."""
-        broker, identity = self.gateway.broker, self.identity
-        connection = self.connection
-        connection.responder = await self._load_responder_settings()
-        connection.transaction_id = await self._load_transaction_id()
-        async with broker.subscribe(commands_channel(identity), self._on_command):
-            await self._take_over()
-            self._after_input()
-            await self._write_presence(connection.presence())
-            code, reason = 1006, ""
-            try:
-                receive = self.websocket._receive  # see _send_asgi
-                while True:
-                    message = await receive()
-                    if message["type"] == "websocket.disconnect":
-                        code = int(message.get("code", 1006))
-                        reason = str(message.get("reason") or "")
-                        break
-                    text = message.get("text")
-                    data = message.get("bytes") or b"" if text is None else None
-                    # Drop the frame before waiting for the next: an idle charger must not
-                    # keep its last megabyte alive for as long as it stays quiet.
-                    del message
-                    if text is not None:
-                        pending = connection.receive_text(text)
-                    else:
-                        pending = connection.receive_bytes(data or b"")
-                    del text, data
-                    if pending is not None:
-                        await self._check(pending)
-                        del pending
-                    await self._send_all(connection.data_to_send())
-                    self._after_input()
-            finally:
-                await self._finish(code, reason)
-
-    async def _check(self, pending: PendingCheck) -> None:
-        """A large payload, checked off the event loop; the next frame waits for it."""
-        try:
-            violations = await self.gateway.checks.run(pending.check)
-        except asyncio.CancelledError:
-            self.connection.finish_check(pending, None, "not checked: the connection closed first")
-            raise
-        self.connection.finish_check(pending, violations)
-
-    async def _finish(self, code: int, reason: str) -> None:
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        for task in list(self._tasks or ()):
-            task.cancel()
-        connection = self.connection
-        if self.closing is not None:
-            code, reason = self.closing
-        if self.replaced:
-            reason = CLOSE_REPLACED
-        connection.connection_lost(code, reason)
-        self._publish(connection.events_to_publish())
-        gateway = self.gateway
-        if gateway.sessions.get(self.identity) is self:
-            del gateway.sessions[self.identity]
-            gateway.roster.changed()
-            if not self.replaced:  # else the new connection, maybe on another host, owns it
-                await self._broker_call(
-                    gateway.broker.delete_fenced(presence_key(self.identity), self._fence())
-                )
-
-    async def close(self, code: int, reason: str) -> None:
-        self.closing = self.closing or (code, reason)
-        if not self._closed:
-            with contextlib.suppress(Exception):
-                await self.websocket.close(code, reason)
-
-    # Moving what the connection decided
-
-    def _after_input(self) -> None:
-        """Carry out what the connection asks for after an input, and arm its timer."""
-        connection = self.connection
-        events = connection.events_to_publish()
-        if events:
-            self._publish(events)
-        used = connection.transactions_to_count()
-        for number in used:
-            self.gateway.count_transaction(self, number)
-        record = connection.take_presence()
-        if record is not None:
-            self._spawn(self._write_presence(record))
-        if connection.close_requested is not None and self.closing is None:
-            self._spawn(self.close(*connection.close_requested))
-        if self._closed:
-            return
-        deadline = connection.next_deadline()
-        if deadline is None or deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = deadline
-        delay = max(0.0, deadline - self.gateway.clock.monotonic())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer, self._timer_at = None, math.inf
-        if self._closed:
-            return
-        self.connection.handle_timeouts()
-        self._send_soon()
-        self._after_input()
-
-    def _publish(self, events: list[Event]) -> None:
-        channel = events_channel(self.identity)
-        for event in events:
-            self.gateway.publish_soon(channel, event.encode())
-
-    def _send_soon(self) -> None:
-        texts = self.connection.data_to_send()
-        if texts:
-            self._spawn(self._send_all(texts))
-
-    async def _send_all(self, texts: list[str]) -> None:
-        send = self._send_asgi
-        for text in texts:
-            try:
-                await send({"type": "websocket.send", "text": text})
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self.connection.send_failed()
-                self._after_input()
-                return
-
-    @property
-    def _send_asgi(self) -> Any:
-        """The ASGI `send` callable under Starlette's WebSocket.
-
-        Frames go to and come from the ASGI callables directly: Starlette's wrapper only
-        checks the message types this session always gets right, and its dict churn per
-        message was a measurable share of the server's time under load.
-        """
-        return self.websocket._send
-
-    # Commands from pages, forms and the API (through the broker)
-
-    def _on_command(self, item: str | Signal) -> None:
-        if isinstance(item, Signal):
-            if item is Signal.RESUMED:
-                self._spawn(self._reload_responder_settings())
-                self._spawn(self._reassert())
-            return
-        try:
-            command = decode_command(item)
-            if isinstance(command, Takeover):
-                self._heard_of(command)
-            elif command is not None and not self._closed:
-                self.connection.receive_command(command)
-                self._send_soon()
-                self._after_input()
-        except Exception:
-            log_failure(logger, "a command for a charger could not be carried out")
-
-    def _heard_of(self, takeover: Takeover) -> None:
-        if takeover.session != self.id:
-            self._heard = max(self._heard, takeover.generation)
-            if self.generation is not None and takeover.generation > self.generation:
-                self._replace()
-
-    # Presence and takeover
-
-    def presence(self) -> dict[str, Any]:
-        return self._presence_record(self.connection.presence())
-
-    def _presence_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        record["identity"] = self.identity
-        record["generation"] = self.generation
-        record["instance"] = self.gateway.roster.instance
-        return record
-
-    async def _write_presence(self, record: dict[str, Any]) -> None:
-        """Write the presence record, fenced: once replaced, this connection writes nothing."""
-        if self.replaced or self.gateway.sessions.get(self.identity) is not self:
-            return
-        written = await self._broker_call(
-            self.gateway.broker.set_fenced(
-                presence_key(self.identity),
-                dumps_compact(self._presence_record(record)),
-                PRESENCE_TTL,
-                self._fence(),
-            )
-        )
-        if written is False and self.generation:
-            # A newer connection took a number, and its takeover was missed (an outage).
-            self._replace()
-
-    def _fence(self) -> Fence:
-        return Fence(generation_key(self.identity), self.generation or 0, GENERATION_TTL)
-
-    async def _take_over(self) -> None:
-        """Become the identity's newest connection: of simultaneous ones, exactly one stays.
-
-        The command channel is subscribed (and confirmed) before this connection takes its
-        number from the identity's counter, and the number is announced after that. So
-        every older connection, on whichever instance, was subscribed before this
-        announcement and hears it; and each closes only for a number higher than its own,
-        so an older connection's announcement, however late it arrives, closes nobody
-        newer. Numbers heard before this one's own was known wait in `_heard`. Number 0
-        means none could be taken (no broker): then only this instance's older connection
-        is replaced, and a number is taken once the broker is back (`_reassert`).
-        """
-        gateway, identity = self.gateway, self.identity
-        try:
-            self.generation = await gateway.broker.incr(generation_key(identity), GENERATION_TTL)
-        except BrokerError as exc:
-            self.connection.notice(f"broker unavailable: {exc}")
-            self.generation = 0
-        if self._heard > self.generation:
-            self._replace()
-            return
-        held = gateway.sessions.get(identity)
-        if held is not None and held is not self:
-            if self.generation and (held.generation or 0) > self.generation:
-                self._replace()  # its announcement is on the way
-                return
-            held._replace()
-        gateway.sessions[identity] = self
-        await gateway.roster.joined()
-        if self.generation:
-            announcement = Takeover(session=self.id, generation=self.generation)
-            await self._broker_call(
-                gateway.broker.publish(commands_channel(identity), announcement.encode())
-            )
-
-    def _replace(self) -> None:
-        """A newer connection of this identity exists: close, saying so."""
-        if not self.replaced:
-            self.replaced = True
-            self._spawn(self.close(1000, CLOSE_REPLACED))
-
-    async def _reassert(self) -> None:
-        """After a broker outage: take a number if none could be taken; restore presence.
-
-        A Redis restarted without persistence has lost the counter and the presence
-        record; the fenced write puts both back.
-        """
-        if self.replaced or self._closed:
-            return
-        if self.generation == 0:
-            await self._take_over()
-        await self._write_presence(self.connection.presence())
-
-    async def _load_responder_settings(self) -> ResponderSettings:
-        try:
-            text = await asyncio.wait_for(
-                self.gateway.broker.get(settings_key(self.identity)), timeout=2.0
-            )
-        except (BrokerError, TimeoutError):
-            self.connection.notice(
-                "responder settings could not be read from the broker; using defaults"
-            )
-            return ResponderSettings()
-        try:
-            return ResponderSettings.from_json(json.loads(text)) if text else ResponderSettings()
-        except Exception:
-            self.connection.notice("stored responder settings were unreadable; using defaults")
-            return ResponderSettings()
-
-    async def _reload_responder_settings(self) -> None:
-        """After a broker outage: another host may have saved settings we did not hear of.
-
-        A missing key (a Redis restarted without persistence) keeps the cached settings.
-        """
-        try:
-            text = await self.gateway.broker.get(settings_key(self.identity))
-            if text:
-                self.connection.responder = ResponderSettings.from_json(json.loads(text))
-        except Exception:
-            logger.warning("responder settings could not be reloaded after a broker outage")
-
-    async def _load_transaction_id(self) -> int:
-        """The identity's next transaction id: one past the last one handed out anywhere.
-
-        Ids this instance handed out whose count has not reached the broker yet (a
-        charger reconnecting within milliseconds of its answer) count too.
-        """
-        highest = self.gateway.transactions_unwritten.get(self.identity, (0, 0))[0]
-        try:
-            text = await asyncio.wait_for(
-                self.gateway.broker.get(transactions_key(self.identity)), timeout=2.0
-            )
-            return max(highest, int(text or 0)) + 1
-        except (BrokerError, TimeoutError, ValueError):
-            self.connection.notice("the transaction counter could not be read from the broker")
-            return highest + 1
-
-    # Small helpers
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        if self._tasks is None:
-            self._tasks = set()
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _broker_call(self, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except BrokerError as exc:
-            self.connection.notice(f"broker unavailable: {exc}")
-            self._after_input()
-            return None
