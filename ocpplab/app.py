@@ -22,7 +22,7 @@ from ocpplab.dialects import DIALECTS
 from ocpplab.server.central import CentralSystem
 from ocpplab.server.gateway import Gateway
 from ocpplab.tools import dashboard_chargers as simulation
-from ocpplab.web import api, configure, errors, operations, pages
+from ocpplab.web import api, checks, configure, errors, operations, pages, recordings
 from ocpplab.web.guard import DashboardAuth, RequestGuard
 from ocpplab.web.live import serve_page_socket
 from ocpplab.web.services import Services
@@ -139,12 +139,35 @@ def create_app(
             methods=["POST"],
             name="answer_held",
         ),
+        Route(
+            "/chargers/{identity:identity}/recording",
+            pages.recording_form,
+            methods=["POST"],
+            name="recording_form",
+        ),
+        Route(
+            "/chargers/{identity:identity}/recording.ndjson",
+            pages.recording_download,
+            name="recording_download",
+        ),
         Route("/api/chargers/{identity:identity}", api.charger, name="api_charger"),
         Route(
             "/api/chargers/{identity:identity}/responses/{action}",
             api.response_rule,
             methods=["GET", "PUT", "DELETE"],
             name="api_response",
+        ),
+        Route(
+            "/api/chargers/{identity:identity}/recording",
+            api.recording,
+            methods=["GET", "POST", "DELETE"],
+            name="api_recording",
+        ),
+        Route(
+            "/api/chargers/{identity:identity}/responses/{action}/restart",
+            api.restart_sequence,
+            methods=["POST"],
+            name="api_restart_sequence",
         ),
         Route(
             "/api/chargers/{identity:identity}/validation",
@@ -170,6 +193,8 @@ def create_app(
             methods=["POST"],
             name="api_held",
         ),
+        *recordings.routes,
+        *checks.routes,
         *configure.routes,
         *operations.routes,
         *simulation.routes,

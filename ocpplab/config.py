@@ -188,6 +188,18 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_int,
         "Bytes of recent frames kept for all chargers of this process together.",
     ),
+    Setting(
+        "recording_limit",
+        "16777216",
+        _positive_int,
+        "Characters one recording may hold; at the limit it stops, saying so.",
+    ),
+    Setting(
+        "recording_ttl",
+        "3600",
+        _positive_seconds,
+        "Seconds a recording is kept in memory after its last line, for download.",
+    ),
     Setting("max_frame_size", "1048576", _positive_int, "Largest websocket frame accepted."),
     Setting(
         "rate_limit",
@@ -282,6 +294,8 @@ class Settings:
     replay_size: int = 200
     replay_bytes: int = 262144
     replay_total_bytes: int = 67108864
+    recording_limit: int = 16777216
+    recording_ttl: float = 3600.0
     max_frame_size: int = 1048576
     rate_limit: int = 100
     flood_disconnect: float = 10.0

@@ -514,3 +514,32 @@ def test_redact_hides_only_the_password() -> None:
     assert redact("redis://:pw@example.com:6380/1") == "redis://:***@example.com:6380/1"
     assert redact("rediss://user:pw@h/0") == "rediss://user:***@h/0"
     assert redact("redis://example.com:6379/0") == "redis://example.com:6379/0"
+
+
+# Bounded lists (recordings)
+
+
+async def test_a_bounded_list_keeps_order_and_stops_at_its_bound(broker: Broker) -> None:
+    key = f"ocpplab:test-list:{uuid.uuid4().hex}"
+    first = await broker.append_bounded(key, ["a" * 4, "é" * 3, "c"], 60, max_bytes=10)
+    second = await broker.append_bounded(key, ["dd", "e"], 60, max_bytes=10)
+    kept = await broker.read_list(key)
+    await broker.delete_list(key)
+    gone = await broker.read_list(key)
+    fresh = await broker.append_bounded(key, ["x" * 10], 60, max_bytes=10)
+    await broker.delete_list(key)
+
+    assert (first, second) == (3, 1)  # 8 characters, then 2 more fit and "e" would not
+    assert kept == ["aaaa", "ééé", "c", "dd"]
+    assert gone == []
+    assert fresh == 1  # deleting forgets the size too
+
+
+async def test_a_bounded_list_expires(broker: Broker) -> None:
+    key = f"ocpplab:test-list:{uuid.uuid4().hex}"
+    await broker.append_bounded(key, ["a"], 0.05, max_bytes=100)
+    await asyncio.sleep(0.2)
+
+    assert await broker.read_list(key) == []
+    assert await broker.append_bounded(key, ["b" * 100], 60, max_bytes=100) == 1
+    await broker.delete_list(key)

@@ -58,6 +58,8 @@ def run_ocpplab(
 # One bad value for every setting whose value is checked.
 BAD_VALUES: list[tuple[str, str, str]] = [
     ("port", "eighty", "invalid literal"),
+    ("recording_limit", "0", "at least 1"),
+    ("recording_ttl", "0", "more than 0"),
     ("port", "70000", "between 0 and 65535"),
     ("redis_url", "http://127.0.0.1:6379", "redis://"),
     ("workers", "0", "at least 1"),

@@ -44,9 +44,11 @@ from ocpplab.core.messages import (
     Queued,
     Released,
     ReplayEvent,
+    RestartSequence,
     SendCall,
     SendRaw,
     Sent,
+    SequencePosition,
     StateChanged,
     Watch,
 )
@@ -100,6 +102,7 @@ def connect(
     budget: ReplayBudget | None = None,
     transaction_id: int = 1,
     session: str = "s1",
+    positions: dict[str, int] | None = None,
 ) -> Connection:
     """A new connection, its Connected event already collected."""
     responder = ResponderSettings.from_json({"rules": rules or {}, "validation": validation})
@@ -111,6 +114,7 @@ def connect(
         replay_budget=budget or ReplayBudget(10**7),
         responder=responder,
         transaction_id=transaction_id,
+        positions=positions,
     )
     assert [event.kind for event in conn.events_to_publish()] == ["connected"]
     return conn
@@ -1326,6 +1330,7 @@ def test_presence_record_and_refresh(clock: ManualClock, monkeypatch: pytest.Mon
         "queued_calls": 0,
         "calls_in_flight": 0,
         "held_calls": 0,
+        "sequences": {},
     }
     assert record["state"]["boot_status"] == "Accepted"
 
@@ -1513,3 +1518,183 @@ def test_connection_lost_unwatched_still_says_disconnected(clock: ManualClock) -
     [event] = conn.events_to_publish()
     assert isinstance(event, Disconnected)
     assert conn.replay.items == []
+
+
+# Answer sequences (issue 13, item 5)
+
+REJECTED_TWICE = {
+    "BootNotification": {
+        "sequence": [
+            {
+                "mode": "custom",
+                "payload": {"status": "Rejected", "currentTime": "{now}", "interval": 10},
+                "count": 2,
+            },
+            {"mode": "default"},
+        ]
+    }
+}
+BOOT_N = '[2,"b{n}","BootNotification",{{"chargePointVendor":"V","chargePointModel":"M"}}]'
+REJECTED_N = (
+    '[3,"b{n}",{{"status":"Rejected","currentTime":"2026-12-01T00:01:40.000Z","interval":10}}]'
+)
+ACCEPTED_N = (
+    '[3,"b{n}",{{"status":"Accepted","currentTime":"2026-12-01T00:01:40.000Z","interval":60}}]'
+)
+
+
+def positions(events: list[Event]) -> list[tuple[str, int, int, int]]:
+    return [(e.action, e.position, e.step, e.steps) for e in of_kind(events, SequencePosition)]
+
+
+def test_a_sequence_answers_rejected_twice_then_accepted(clock: ManualClock) -> None:
+    conn = connect(clock, rules=REJECTED_TWICE)
+
+    sent = [answer(conn, BOOT_N.format(n=n)) for n in range(1, 5)]
+
+    assert sent == [
+        [REJECTED_N.format(n=1)],
+        [REJECTED_N.format(n=2)],
+        [ACCEPTED_N.format(n=3)],
+        [ACCEPTED_N.format(n=4)],  # without repeat, the last step holds
+    ]
+    assert positions(conn.events_to_publish()) == [
+        ("BootNotification", 1, 1, 2),
+        ("BootNotification", 2, 2, 2),
+        ("BootNotification", 3, 2, 2),
+        ("BootNotification", 4, 2, 2),
+    ]
+    assert conn.sequences_to_save() == {"BootNotification": 4}
+    assert conn.sequences_to_save() is None  # taken once
+    assert conn.presence()["sequences"] == {"BootNotification": 4}
+
+
+def test_a_sequence_position_is_published_even_unwatched(clock: ManualClock) -> None:
+    conn = connect(clock, rules=REJECTED_TWICE)
+    unwatch(conn, clock)
+
+    answer(conn, BOOT_N.format(n=1))
+
+    assert positions(conn.events_to_publish()) == [("BootNotification", 1, 1, 2)]
+
+
+def test_a_sequence_goes_on_from_the_position_it_was_given(clock: ManualClock) -> None:
+    """A reconnecting charger: the session hands over the stored positions."""
+    conn = connect(clock, rules=REJECTED_TWICE, positions={"BootNotification": 2})
+
+    assert answer(conn, BOOT_N.format(n=3)) == [ACCEPTED_N.format(n=3)]
+    assert conn.sequences_to_save() == {"BootNotification": 3}
+
+
+def test_ignoring_the_first_call_moves_the_sequence_on(clock: ManualClock) -> None:
+    rules = {"BootNotification": {"sequence": [{"mode": "ignore"}, {"mode": "default"}]}}
+    conn = connect(clock, rules=rules)
+
+    assert answer(conn, BOOT_N.format(n=1)) == []
+    assert answer(conn, BOOT_N.format(n=2)) == [ACCEPTED_N.format(n=2)]
+    events = conn.events_to_publish()
+    assert any("left unanswered" in text for text in notices(events))
+    assert conn.sequences_to_save() == {"BootNotification": 2}
+
+
+def test_a_repeating_sequence_starts_over(clock: ManualClock) -> None:
+    rules = {
+        "Heartbeat": {
+            "sequence": [
+                {"mode": "default", "count": 2},
+                {"mode": "error", "error": {"code": "InternalError"}},
+            ],
+            "repeat": True,
+        }
+    }
+    conn = connect(clock, rules=rules)
+
+    kinds = [json.loads(answer(conn, f'[2,"{n}","Heartbeat",{{}}]')[0])[0] for n in range(7)]
+
+    assert kinds == [3, 3, 4, 3, 3, 4, 3]
+    # The step the next call gets: the error after two answers, then the first again.
+    assert [step for _, _, step, _ in positions(conn.events_to_publish())] == [1, 2, 1, 1, 2, 1, 1]
+
+
+def test_a_delayed_step_counts_when_the_call_comes_not_when_answered(clock: ManualClock) -> None:
+    rules = {"Heartbeat": {"sequence": [{"mode": "default", "delay": 5}, {"mode": "ignore"}]}}
+    conn = connect(clock, rules=rules)
+
+    assert answer(conn, '[2,"1","Heartbeat",{}]') == []
+    assert answer(conn, '[2,"2","Heartbeat",{}]') == []  # the second step: ignore
+    run_until(conn, clock, START + 5)
+    assert conn.data_to_send() == ['[3,"1",{"currentTime":"2026-12-01T00:01:40.000Z"}]']
+
+
+def test_a_held_step_counts_when_held(clock: ManualClock) -> None:
+    rules = {"Authorize": {"sequence": [{"mode": "manual", "timeout": 10}, {"mode": "default"}]}}
+    conn = connect(clock, rules=rules)
+
+    assert answer(conn, AUTHORIZE.format(id="a1")) == []
+    assert answer(conn, AUTHORIZE.format(id="a2")) == [ACCEPTED.format(id="a2")]
+    assert len(of_kind(conn.events_to_publish(), Held)) == 1
+
+
+def test_a_strict_refusal_is_no_step_of_the_sequence(clock: ManualClock) -> None:
+    conn = connect(clock, rules=REJECTED_TWICE, validation="strict")
+
+    refused = answer(conn, '[2,"x","BootNotification",{"chargePointVendor":"V"}]')
+
+    assert json.loads(refused[0])[0] == 4  # the strict policy's CALLERROR
+    assert positions(conn.events_to_publish()) == []
+    assert conn.sequences_to_save() is None
+    assert answer(conn, BOOT_N.format(n=1)) == [REJECTED_N.format(n=1)]
+
+
+def test_other_actions_keep_no_position(clock: ManualClock) -> None:
+    conn = connect(clock, rules=REJECTED_TWICE)
+
+    answer(conn, '[2,"1","Heartbeat",{}]')
+
+    assert conn.positions is None  # made only when a sequence first answers
+    assert conn.sequences_to_save() is None
+
+
+def test_restart_sequence_starts_one_action_over(clock: ManualClock) -> None:
+    rules = {**REJECTED_TWICE, "Authorize": {"sequence": [{"mode": "ignore"}, {"mode": "default"}]}}
+    conn = connect(clock, rules=rules, positions={"BootNotification": 3, "Authorize": 1})
+
+    conn.receive_command(RestartSequence(action="BootNotification"))
+
+    assert positions(conn.events_to_publish()) == [("BootNotification", 0, 1, 2)]
+    assert conn.sequences_to_save() == {"Authorize": 1}
+    assert answer(conn, BOOT_N.format(n=1)) == [REJECTED_N.format(n=1)]
+
+
+def test_restart_sequence_without_an_action_starts_every_one_over(clock: ManualClock) -> None:
+    rules = {**REJECTED_TWICE, "Authorize": {"sequence": [{"mode": "ignore"}, {"mode": "default"}]}}
+    conn = connect(clock, rules=rules, positions={"BootNotification": 3, "Authorize": 1})
+
+    conn.receive_command(RestartSequence())
+
+    assert positions(conn.events_to_publish()) == [
+        ("BootNotification", 0, 1, 2),
+        ("Authorize", 0, 1, 2),
+    ]
+    assert conn.sequences_to_save() == {}
+    assert answer(conn, AUTHORIZE.format(id="a1")) == []
+
+
+def test_a_changed_rule_starts_its_sequence_over_and_no_other(clock: ManualClock) -> None:
+    rules = {**REJECTED_TWICE, "Authorize": {"sequence": [{"mode": "ignore"}, {"mode": "default"}]}}
+    conn = connect(clock, rules=rules, positions={"BootNotification": 3, "Authorize": 1})
+    changed = {**rules, "BootNotification": {"sequence": [{"mode": "ignore", "count": 3}]}}
+
+    conn.receive_command(NewSettings(settings={"rules": changed, "validation": "lenient"}))
+
+    assert positions(conn.events_to_publish()) == [("BootNotification", 0, 1, 1)]
+    assert conn.sequences_to_save() == {"Authorize": 1}
+
+
+def test_new_settings_with_the_same_rules_keep_the_positions(clock: ManualClock) -> None:
+    conn = connect(clock, rules=REJECTED_TWICE, positions={"BootNotification": 1})
+
+    conn.receive_command(NewSettings(settings={"rules": REJECTED_TWICE, "validation": "strict"}))
+
+    assert positions(conn.events_to_publish()) == []
+    assert answer(conn, BOOT_N.format(n=2)) == [REJECTED_N.format(n=2)]

@@ -20,7 +20,14 @@ from ocpplab.core.dialect import AnswerContext, Dialect, choose
 from ocpplab.core.frames import Call, CallError, check_call
 from ocpplab.core.messages import Connected
 from ocpplab.core.replay import ReplayBudget
-from ocpplab.core.responder import Reply, ResponderSettings, Rule, fill_placeholders, respond
+from ocpplab.core.responder import (
+    Reply,
+    ResponderSettings,
+    Sequence,
+    fill_placeholders,
+    respond,
+    rule_from_json,
+)
 from ocpplab.core.schemas import SchemaSet, Violation
 from ocpplab.dialects.ocpp16 import OCPP16
 from ocpplab.dialects.ocpp16.state import ChargerState
@@ -152,23 +159,26 @@ def test_every_example_request_is_valid_by_the_official_schema(action: str) -> N
 
 @pytest.mark.parametrize("preset", OCPP16.presets, ids=lambda preset: preset.key)
 def test_every_preset_is_a_valid_rule_with_a_valid_answer(preset: Any) -> None:
-    rule = Rule.from_json(dict(preset.rule))
+    parsed = rule_from_json(dict(preset.rule))
+    rules = [step.rule for step in parsed.steps] if isinstance(parsed, Sequence) else [parsed]
 
     assert preset.action is None or OCPP16.is_charger_action(preset.action)
-    if rule.payload is not None:
-        assert preset.action is not None
-        filled, _ = fill_placeholders(rule.payload, CONTEXT)
-        assert_official(preset.action, filled, response=True)
+    for rule in rules:
+        if rule.payload is not None:
+            assert preset.action is not None
+            filled, _ = fill_placeholders(rule.payload, CONTEXT)
+            assert_official(preset.action, filled, response=True)
 
 
 def test_each_action_offers_its_own_presets_then_the_common_ones() -> None:
     keys = [preset.key for preset in OCPP16.presets_for("StartTransaction")]
 
-    assert keys == ["invalid", "fixed-id", "ignore", "manual", "error"]
+    assert keys == ["invalid", "fixed-id", "ignore", "manual", "error", "answer-answer-error"]
     assert [preset.key for preset in OCPP16.presets_for("Heartbeat")] == [
         "ignore",
         "manual",
         "error",
+        "answer-answer-error",
     ]
     for action in OCPP16.charger_actions:
         offered = [preset.key for preset in OCPP16.presets_for(action)]

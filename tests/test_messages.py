@@ -28,11 +28,15 @@ from ocpplab.core.messages import (
     Notice,
     Outcome,
     Queued,
+    Record,
+    RecordingState,
     Released,
     ReplayEvent,
+    RestartSequence,
     SendCall,
     SendRaw,
     Sent,
+    SequencePosition,
     SettingsChanged,
     StateChanged,
     Takeover,
@@ -84,6 +88,10 @@ ALL_COMMANDS: list[Command] = [
     AnswerHeld(unique_id="a1", ignore=True),
     NewSettings(settings={"rules": {"Heartbeat": {"mode": "ignore"}}, "validation": "strict"}),
     Takeover(session="s2", generation=3),
+    Record(on=True),
+    Record(on=False),
+    RestartSequence(action="BootNotification"),
+    RestartSequence(),
 ]
 
 ALL_EVENTS: list[Event] = [
@@ -116,6 +124,9 @@ ALL_EVENTS: list[Event] = [
     StateChanged(state={"boot_status": "Accepted", "connectors": {"1": {"status": "Available"}}}),
     SettingsChanged(settings={"rules": {}, "validation": "lenient"}, **STAMP),
     Gap(text="events may be missing here", **STAMP),
+    RecordingState(on=False, truncated=True, started=AT, **STAMP),
+    SequencePosition(action="BootNotification", position=2, step=2, steps=2, **STAMP),
+    SequencePosition(action="Authorize", **STAMP),
     # As a connection makes it: not stamped with a number (see test below).
     ReplayEvent(
         page="page-1",
@@ -278,3 +289,11 @@ def test_a_replay_event_without_its_page_decodes_to_none() -> None:
 def test_deeply_nested_text_decodes_to_none(text: str) -> None:
     assert decode_command(text) is None
     assert decode_event(text) is None
+
+
+def test_sequence_wire_shapes_are_pinned() -> None:
+    assert RestartSequence().encode() == '{"op":"restart_sequence","action":null}'
+    assert SequencePosition(action="Authorize", position=3, step=2, steps=2).encode() == (
+        '{"kind":"sequence","at":"","session":"","seq":0,'
+        '"action":"Authorize","position":3,"step":2,"steps":2}'
+    )

@@ -176,6 +176,21 @@ class Broker(abc.ABC):
         """`delete(key)` unless `fence.counter` holds a higher number; True if deleted."""
 
     @abc.abstractmethod
+    async def append_bounded(
+        self, key: str, values: Sequence[str], ttl: float, max_bytes: int
+    ) -> int:
+        """Append `values` to the list at `key` in order while its text stays within
+        `max_bytes` in all (counted in characters); renew its TTL. Returns how many of
+        `values` were appended: the rest would have passed the bound."""
+
+    @abc.abstractmethod
+    async def read_list(self, key: str) -> list[str]:
+        """The list at `key`, oldest first; empty when there is none."""
+
+    @abc.abstractmethod
+    async def delete_list(self, key: str) -> None: ...
+
+    @abc.abstractmethod
     async def put_member(self, group: str, key: str, value: str, ttl: float) -> None:
         """Set `key` to `value` for `ttl` seconds and list it in `group` (see `members`)."""
 

@@ -46,6 +46,22 @@ def transactions_key(identity: str) -> str:
     return f"ocpplab:transactions:{_escape(identity)}"
 
 
+def sequences_key(identity: str) -> str:
+    """Where the identity's answer sequences are: `{action: calls answered}` (JSON, TTL);
+    absent, or an action missing: at its start."""
+    return f"ocpplab:sequences:{_escape(identity)}"
+
+
 def instance_key(instance: str) -> str:
     """One instance's record: how many chargers it holds, and the first few of them."""
     return f"ocpplab:instance:{_escape(instance)}"
+
+
+def recording_key(identity: str) -> str:
+    """The identity's recording: a bounded list of NDJSON lines (`core.recording`)."""
+    return f"ocpplab:recording:{_escape(identity)}"
+
+
+def recording_state_key(identity: str) -> str:
+    """Whether the identity is being recorded: `{"on", "started", "truncated"}` JSON."""
+    return f"ocpplab:recording-state:{_escape(identity)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from ocpplab.broker.base import Broker, Callback, Fence, Subscription
 
@@ -19,6 +19,8 @@ class MemoryBroker(Broker):
         self._values: dict[str, tuple[str, float | None]] = {}
         self._groups: dict[str, set[str]] = {}
         self._sweep_at = SWEEP_MIN
+        # key -> (items, their length in characters, monotonic expiry)
+        self._lists: dict[str, tuple[list[str], int, float]] = {}
 
     async def publish(self, channel: str, message: str) -> int:
         subscribers = self._subscribers.get(channel, ())
@@ -62,6 +64,7 @@ class MemoryBroker(Broker):
         self._values = {
             key: entry for key, entry in self._values.items() if entry[1] is None or entry[1] > now
         }
+        self._lists = {key: entry for key, entry in self._lists.items() if entry[2] > now}
         self._sweep_at = max(SWEEP_MIN, 2 * len(self._values))
 
     async def delete(self, key: str) -> None:
@@ -94,6 +97,32 @@ class MemoryBroker(Broker):
             return False
         await self.set(fence.counter, str(max(current, fence.generation)), fence.ttl)
         return True
+
+    async def append_bounded(
+        self, key: str, values: Sequence[str], ttl: float, max_bytes: int
+    ) -> int:
+        now = time.monotonic()
+        entry = self._lists.get(key)
+        items, size = (entry[0], entry[1]) if entry is not None and entry[2] > now else ([], 0)
+        taken = 0
+        for value in values:
+            if size + len(value) > max_bytes:
+                break
+            items.append(value)
+            size += len(value)
+            taken += 1
+        self._lists[key] = (items, size, now + ttl)
+        return taken
+
+    async def read_list(self, key: str) -> list[str]:
+        entry = self._lists.get(key)
+        if entry is None or entry[2] <= time.monotonic():
+            self._lists.pop(key, None)
+            return []
+        return list(entry[0])
+
+    async def delete_list(self, key: str) -> None:
+        self._lists.pop(key, None)
 
     async def put_member(self, group: str, key: str, value: str, ttl: float) -> None:
         await self.set(key, value, ttl)

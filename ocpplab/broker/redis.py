@@ -75,6 +75,24 @@ if (tonumber(redis.call('GET', KEYS[1])) or 0) > tonumber(ARGV[1]) then return 0
 redis.call('DEL', KEYS[2])
 return 1
 """
+# KEYS[1] the list, KEYS[2] its size in characters; ARGV[1] ttl ms, ARGV[2] max, then values.
+# Lengths are in characters on our side: the values are sent as given, and STRLEN-free
+# accounting in Lua would count bytes, so the caller passes each value's length first.
+APPEND_BOUNDED = """
+local size = tonumber(redis.call('GET', KEYS[2])) or 0
+local max = tonumber(ARGV[2])
+local taken = 0
+for i = 3, #ARGV, 2 do
+  local length = tonumber(ARGV[i])
+  if size + length > max then break end
+  redis.call('RPUSH', KEYS[1], ARGV[i + 1])
+  size = size + length
+  taken = taken + 1
+end
+redis.call('SET', KEYS[2], size, 'PX', ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return taken
+"""
 
 
 def _text(value: bytes | str) -> str:
@@ -240,6 +258,21 @@ class RedisBroker(Broker):
             script = self._scripts[source] = client.register_script(source)
         with _translated(self.safe_url):
             return await script(keys=keys, args=args, client=client)
+
+    async def append_bounded(
+        self, key: str, values: Sequence[str], ttl: float, max_bytes: int
+    ) -> int:
+        args: list[str | int] = [_ms(ttl), max_bytes]
+        for value in values:
+            args += [len(value), value]
+        return int(await self._script(APPEND_BOUNDED, [key, key + ":size"], args))
+
+    async def read_list(self, key: str) -> list[str]:
+        values = await self._command(self._live_client().lrange(key, 0, -1))
+        return [_text(value) for value in values]
+
+    async def delete_list(self, key: str) -> None:
+        await self._command(self._live_client().delete(key, key + ":size"))
 
     async def put_member(self, group: str, key: str, value: str, ttl: float) -> None:
         client = self._live_client()

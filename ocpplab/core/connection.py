@@ -6,14 +6,15 @@ asked for (`receive_command`) and the passing of time (`handle_timeouts`, at
 `next_deadline()`), and then collects what it must do: frames to send to the charger
 (`data_to_send`), events to publish to pages (`events_to_publish`), and the few writes to
 the broker that outlive a frame (`take_presence`, `transactions_to_count`,
-`close_requested`). Time comes from the clock it is given, so a test drives it with literal
-frames and a literal clock.
+`sequences_to_save`, `close_requested`). Time comes from the clock it is given, so a test
+drives it with literal frames and a literal clock.
 
 It owns, for one connection: parsing (OCPP-J 1.6 section 4), the rate limit, duplicate
 unique ids, schema checks (small payloads at once; a large one is handed back as a
 `PendingCheck` for the server to run off the event loop), answering from the responder
-rules, held calls waiting for a person, the outbox of central-system calls (section 4.1.1:
-one at a time), the replay a newly opened page gets, and the charger's derived state.
+rules (and where each answer sequence is), held calls waiting for a person, the outbox of
+central-system calls (section 4.1.1: one at a time), the replay a newly opened page gets,
+and the charger's derived state.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ocpplab.core.frames import (
     Outbox,
     Outgoing,
     check_call,
+    dumps_compact,
     encodable,
     frame_start,
     message_type_name,
@@ -57,11 +59,14 @@ from ocpplab.core.messages import (
     Notice,
     Outcome,
     Queued,
+    Record,
     Released,
     ReplayEvent,
+    RestartSequence,
     SendCall,
     SendRaw,
     Sent,
+    SequencePosition,
     StateChanged,
     Watch,
 )
@@ -71,7 +76,9 @@ from ocpplab.core.responder import (
     Hold,
     Reply,
     ResponderSettings,
+    Sequence,
     Silence,
+    answers_by_rule,
     fallback_answer,
     format_time,
     respond,
@@ -143,11 +150,13 @@ class Connection:
         "_held",
         "_limit",
         "_outbox",
+        "_positions_unsaved",
         "_presence_at",
         "_presence_due",
         "_presence_stale",
         "_presence_wait",
         "_presence_write",
+        "_recorded",
         "_refresh_wait",
         "_seen_ids",
         "_send",
@@ -162,6 +171,7 @@ class Connection:
         "connected",
         "dialect",
         "limits",
+        "positions",
         "replay",
         "responder",
         "state",
@@ -179,6 +189,7 @@ class Connection:
         replay_budget: ReplayBudget,
         responder: ResponderSettings | None = None,
         transaction_id: int = 1,
+        positions: dict[str, int] | None = None,
     ) -> None:
         self.dialect = dialect
         self.clock = clock
@@ -202,6 +213,10 @@ class Connection:
         self._send: list[str] = []
         self._events: list[Event] = []
         self._to_count: list[int] = []
+        self._recorded: list[str] | None = None  # NDJSON lines, while recording
+        # action -> calls its answer sequence answered (made when first needed)
+        self.positions: dict[str, int] | None = positions or None
+        self._positions_unsaved = False
         self._seq = 0
         self._closed = False
         self._state_unsent = False  # changed since the last state event
@@ -244,10 +259,53 @@ class Connection:
         events, self._events = self._events, []
         return events
 
+    @property
+    def recording(self) -> bool:
+        return self._recorded is not None
+
+    def start_recording(self, headers: list[list[str]] | None = None) -> None:
+        """Record from now on: every frame both ways and how the connection ends (the
+        recording format, README "Recordings"), starting with how it began. `headers` are
+        the handshake's, when recording was on before the charger connected."""
+        if self._recorded is not None:
+            return
+        connected = self.connected
+        self._recorded = [
+            _line(
+                "connected",
+                self.clock.now(),
+                session=connected.session,
+                remote=connected.remote,
+                subprotocol=connected.subprotocol,
+                headers=headers,
+                tls=connected.tls,
+            )
+        ]
+
+    def stop_recording(self) -> None:
+        self._recorded = None
+
+    def recorded_lines(self) -> list[str]:
+        """Recording lines to append to the identity's recording, in order."""
+        lines = self._recorded
+        if not lines:
+            return []
+        self._recorded = []
+        return lines
+
     def transactions_to_count(self) -> list[int]:
         """Transaction ids handed out, for the broker's counter (`transaction_counted`)."""
         used, self._to_count = self._to_count, []
         return used
+
+    def sequences_to_save(self) -> dict[str, int] | None:
+        """Every action's sequence position, when one changed since last taken: the session
+        stores them for the identity (`broker.keys.sequences_key`), so that they survive a
+        reconnect and are the same on every instance."""
+        if not self._positions_unsaved:
+            return None
+        self._positions_unsaved = False
+        return dict(self.positions or {})
 
     def take_presence(self) -> dict[str, Any] | None:
         """The presence record to write now, if one is due (the state, some seconds late)."""
@@ -275,6 +333,7 @@ class Connection:
             "queued_calls": len(outbox.queued) if outbox else 0,
             "calls_in_flight": len(outbox.in_flight) if outbox else 0,
             "held_calls": len(self._held or ()),
+            "sequences": dict(self.positions or {}),
         }
 
     # Inputs: frames from the charger
@@ -367,6 +426,8 @@ class Connection:
         at = format_time(wall)
         self._frame("in", text, call, violations=violations, note="; ".join(notes) or None, at=at)
         context = AnswerContext(wall, self.transaction_id)
+        sequence = self.responder.sequence(call.action)
+        position = (self.positions or {}).get(call.action, 0) if sequence else 0
         answer = respond(
             call,
             self.responder,
@@ -374,7 +435,10 @@ class Connection:
             violations,
             manual_timeout=self.limits.manual_timeout,
             dialect=self.dialect,
+            position=position,
         )
+        if sequence is not None and answers_by_rule(self.responder, violations):
+            self._move_sequence(call.action, sequence, position + 1)
         if isinstance(answer, Silence):
             self.notice(f"{call.action} {call.unique_id} left unanswered: {answer.reason}")
             self._apply_state(call, None, at)
@@ -600,7 +664,38 @@ class Connection:
         elif isinstance(command, AnswerHeld):
             self._release(command)
         elif isinstance(command, NewSettings):
-            self.responder = ResponderSettings.from_json(command.settings)
+            self._new_settings(ResponderSettings.from_json(command.settings))
+        elif isinstance(command, RestartSequence):
+            restarted = [command.action] if command.action else list(self.positions or ())
+            for action in restarted:
+                self._move_sequence(action, self.responder.sequence(action), 0)
+        elif isinstance(command, Record):
+            if command.on:
+                self.start_recording()
+            else:
+                self.stop_recording()
+
+    def _new_settings(self, settings: ResponderSettings) -> None:
+        """New rules apply to the next call; an action whose rule changed starts its
+        sequence over."""
+        old, self.responder = self.responder, settings
+        for action in list(self.positions or ()):
+            if old.configured(action) != settings.configured(action):
+                self._move_sequence(action, settings.sequence(action), 0)
+
+    # Answer sequences
+
+    def _move_sequence(self, action: str, sequence: Sequence | None, position: int) -> None:
+        """Set where `action`'s sequence is, for the broker and every page."""
+        positions = self.positions
+        if positions is None:
+            positions = self.positions = {}
+        if position:
+            positions[action] = position
+        else:
+            positions.pop(action, None)
+        self._positions_unsaved = True
+        self.emit(sequence_position(action, sequence, position), always=True)
 
     def send_raw(self, text: str) -> None:
         """Send any text the person typed, however invalid, and show it."""
@@ -658,6 +753,16 @@ class Connection:
                 gone = {"code": "", "description": "charger gone"}
                 self._outcome(item, "offline", error=gone)
         self.emit(Disconnected(code=code, reason=reason), always=True)
+        if self._recorded is not None:
+            self._recorded.append(
+                _line(
+                    "disconnected",
+                    self.clock.now(),
+                    session=self.session,
+                    code=code,
+                    reason=reason,
+                )
+            )
         self.replay.close()
 
     # Events
@@ -721,6 +826,12 @@ class Connection:
         self.replay.append(record, frame_size(record))
         if self.watched():
             self._events.append(frame_event(record, self.session))
+        if self._recorded is not None:  # the exact text, however long: the limit bounds it
+            self._recorded.append(
+                _line(
+                    "frame", at or self.clock.now(), session=self.session, dir=direction, text=text
+                )
+            )
 
     # State and presence
 
@@ -799,6 +910,12 @@ class Connection:
                 return
 
 
+def _line(kind: str, at: datetime.datetime | str, **fields: Any) -> str:
+    """One line of a recording (README "Recordings"): its type, its time, its fields."""
+    when = at if isinstance(at, str) else format_time(at)
+    return dumps_compact({"type": kind, "t": when, **fields})
+
+
 def _spread(seconds: float) -> float:
     return seconds * random.uniform(1 - PRESENCE_SPREAD, 1 + PRESENCE_SPREAD)
 
@@ -807,6 +924,18 @@ def _append_bounded(items: list[Any], item: Any, limit: int) -> None:
     items.append(item)
     if len(items) > limit:
         del items[: len(items) - limit]
+
+
+def sequence_position(action: str, sequence: Sequence | None, position: int) -> SequencePosition:
+    """The pages' event for `action`'s sequence at `position` (or for no sequence)."""
+    if sequence is None:
+        return SequencePosition(action=action, position=position)
+    return SequencePosition(
+        action=action,
+        position=position,
+        step=sequence.step_index(position) + 1,
+        steps=len(sequence.steps),
+    )
 
 
 def frame_event(record: FrameRecord, session: str) -> FrameEvent:

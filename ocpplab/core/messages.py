@@ -141,9 +141,35 @@ class Takeover(Command):
     generation: int
 
 
+@_command
+class Record(Command):
+    """Start (`on`) or stop recording this identity's frames and connection events."""
+
+    tag = "record"
+    on: bool
+
+
+@_command
+class RestartSequence(Command):
+    """Answer sequences start over: `action`'s, or with None every action's."""
+
+    tag = "restart_sequence"
+    action: str | None = None
+
+
 COMMANDS: dict[str, type[Command]] = {
     cls.tag: cls
-    for cls in (Watch, SendCall, CancelCall, SendRaw, AnswerHeld, NewSettings, Takeover)
+    for cls in (
+        Record,
+        Watch,
+        SendCall,
+        CancelCall,
+        SendRaw,
+        AnswerHeld,
+        NewSettings,
+        Takeover,
+        RestartSequence,
+    )
 }
 
 
@@ -345,6 +371,28 @@ class ReplayEvent(Event):
         )
 
 
+@_event
+class RecordingState(Event):
+    """The identity's recording started, stopped, or stopped at its limit (`truncated`)."""
+
+    tag = "recording"
+    on: bool
+    truncated: bool = False
+    started: str | None = None  # when the recording began (UTC)
+
+
+@_event
+class SequencePosition(Event):
+    """Where `action`'s answer sequence is: `position` calls answered, so the next call is
+    answered by step `step` (1-based) of `steps`; `steps` 0: no sequence is configured."""
+
+    tag = "sequence"
+    action: str
+    position: int = 0
+    step: int = 0
+    steps: int = 0
+
+
 EVENTS: dict[str, type[Event]] = {
     cls.tag: cls
     for cls in (
@@ -362,6 +410,8 @@ EVENTS: dict[str, type[Event]] = {
         SettingsChanged,
         Gap,
         ReplayEvent,
+        RecordingState,
+        SequencePosition,
     )
 }
 

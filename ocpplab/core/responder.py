@@ -1,7 +1,9 @@
 """The responder: how the central system answers each charger-initiated call. Pure.
 
-Settings (one `Rule` per action, plus the validation policy) and a call go in; an answer
-comes out: a frame to send after a delay, a call to hold for a person, or silence.
+Settings (one `Rule` or `Sequence` of rules per action, plus the validation policy) and a
+call go in; an answer comes out: a frame to send after a delay, a call to hold for a
+person, or silence. A `Sequence` answers by position: the number of calls of that action
+it answered before (kept per identity by the connection, `core.connection`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ FALLBACKS: tuple[str, ...] = get_args(Fallback)
 VALIDATIONS: tuple[str, ...] = get_args(Validation)
 MAX_DELAY = 300.0
 MAX_HOLD = 3600.0
+MAX_STEPS = 20  # steps of one sequence
+MAX_COUNT = 1000  # calls one step answers
 
 NOW = "{now}"
 TRANSACTION_ID = "{transactionId}"
@@ -131,16 +135,144 @@ def _error_spec(data: Any, *, required: bool) -> ErrorSpec | None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ResponderSettings:
-    """One identity's answers: a rule per action (absent means default) and a policy."""
+class Step:
+    """One step of a `Sequence`: `rule` answers `count` calls in a row."""
 
-    rules: dict[str, Rule] = dataclasses.field(default_factory=dict)
+    rule: Rule
+    count: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.rule.to_json(), "count": self.count}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sequence:
+    """Rules that take turns: "Rejected twice, then Accepted"; "answer, answer, CALLERROR,
+    repeat"; "ignore the first BootNotification".
+
+    Without `repeat`, the last step answers every call after the others; with it, the
+    sequence starts over after its last step. JSON: `{"sequence": [step, …], "repeat":
+    false}`, a step being a rule's JSON plus `"count"` (1 to MAX_COUNT, default 1).
+    """
+
+    steps: tuple[Step, ...]
+    repeat: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.steps) <= MAX_STEPS:
+            raise InvalidRule(f"a sequence has 1 to {MAX_STEPS} steps")
+        if any(not 1 <= step.count <= MAX_COUNT for step in self.steps):
+            raise InvalidRule(f"a step's count is 1 to {MAX_COUNT}")
+
+    @property
+    def length(self) -> int:
+        """Calls the steps answer once through."""
+        return sum(step.count for step in self.steps)
+
+    def step_index(self, position: int) -> int:
+        """The index of the step that answers the call at `position` (0-based: the number
+        of calls of the action this sequence answered before)."""
+        length = self.length
+        if position >= length:
+            if not self.repeat:
+                return len(self.steps) - 1
+            position %= length
+        for index, step in enumerate(self.steps):
+            if position < step.count:
+                return index
+            position -= step.count
+        raise AssertionError("unreachable: position is below length")
+
+    def rule_at(self, position: int) -> Rule:
+        """The rule that answers the call at `position` (see `step_index`)."""
+        return self.steps[self.step_index(max(position, 0))].rule
+
+    @classmethod
+    def from_json(cls, data: Any) -> Sequence:
+        """A sequence from the API's JSON, or `InvalidRule` naming every step that is wrong."""
+        problems = sequence_problems(data)
+        if problems:
+            raise InvalidRule("; ".join(problems))
+        steps = tuple(
+            Step(Rule.from_json(_without_count(step)), step.get("count", 1))
+            for step in data["sequence"]
+        )
+        return cls(steps, data.get("repeat", False))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sequence": [step.to_json() for step in self.steps], "repeat": self.repeat}
+
+
+def sequence_problems(data: Any) -> list[str]:
+    """Every reason the JSON of a sequence cannot be used, each step's named ("step 2: …")."""
+    if not isinstance(data, dict):
+        return ["a sequence is a JSON object"]
+    problems: list[str] = []
+    unknown = set(data) - {"sequence", "repeat"}
+    if unknown:
+        problems.append(f"unknown field(s): {', '.join(sorted(unknown))}")
+    if not isinstance(data.get("repeat", False), bool):
+        problems.append("repeat must be true or false")
+    steps = data.get("sequence")
+    if not isinstance(steps, list) or not 1 <= len(steps) <= MAX_STEPS:
+        return [*problems, f"sequence must be a list of 1 to {MAX_STEPS} steps"]
+    for number, step in enumerate(steps, 1):
+        if not isinstance(step, dict):
+            problems.append(f"step {number}: a step is a JSON object")
+            continue
+        count = step.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+            problems.append(f"step {number}: count must be a whole number from 1 to {MAX_COUNT}")
+        try:
+            Rule.from_json(_without_count(step))
+        except InvalidRule as exc:
+            problems.append(f"step {number}: {exc}")
+    return problems
+
+
+def _without_count(step: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in step.items() if key != "count"}
+
+
+AnyRule = Rule | Sequence
+
+
+def rule_from_json(data: Any) -> AnyRule:
+    """A rule or, when the JSON has `"sequence"`, a sequence; `InvalidRule` says what is wrong."""
+    if isinstance(data, dict) and "sequence" in data:
+        return Sequence.from_json(data)
+    return Rule.from_json(data)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResponderSettings:
+    """One identity's answers: a rule or a sequence per action (absent means default) and a
+    policy."""
+
+    rules: dict[str, AnyRule] = dataclasses.field(default_factory=dict)
     validation: Validation = "lenient"
 
-    def rule(self, action: str) -> Rule:
+    def rule(self, action: str, position: int = 0) -> Rule:
+        """The rule that answers the call of `action` at `position` (see `Sequence`)."""
+        configured = self.rules.get(action, DEFAULT_RULE)
+        return configured.rule_at(position) if isinstance(configured, Sequence) else configured
+
+    def configured(self, action: str) -> AnyRule:
+        """What was saved for `action`: a rule or a sequence."""
         return self.rules.get(action, DEFAULT_RULE)
 
-    def with_rule(self, action: str, rule: Rule | None) -> ResponderSettings:
+    def sequence(self, action: str) -> Sequence | None:
+        configured = self.rules.get(action)
+        return configured if isinstance(configured, Sequence) else None
+
+    def changed(self, action: str) -> bool:
+        """Whether `action` is answered otherwise than by default, at once."""
+        configured = self.rules.get(action, DEFAULT_RULE)
+        return isinstance(configured, Sequence) or (
+            configured.mode != "default" or bool(configured.delay)
+        )
+
+    def with_rule(self, action: str, rule: AnyRule | None) -> ResponderSettings:
         rules = dict(self.rules)
         if rule is None or rule == DEFAULT_RULE:
             rules.pop(action, None)
@@ -151,11 +283,11 @@ class ResponderSettings:
     @classmethod
     def from_json(cls, data: Any, actions: Collection[str] | None = None) -> ResponderSettings:
         """Settings from their JSON; with `actions` (a dialect's charger actions), the rules
-        of other actions are dropped. Every rule is checked (`Rule.from_json`)."""
+        of other actions are dropped. Every rule is checked (`rule_from_json`)."""
         if not isinstance(data, dict):
             return cls()
         rules = {
-            action: Rule.from_json(rule)
+            action: rule_from_json(rule)
             for action, rule in data.get("rules", {}).items()
             if isinstance(action, str) and (actions is None or action in actions)
         }
@@ -242,13 +374,15 @@ def respond(
     *,
     manual_timeout: float,
     dialect: Dialect,
+    position: int = 0,
 ) -> Answer:
     """Decide the answer to a charger's CALL (whose action is one a charger may send).
 
-    `dialect`, the charger's OCPP version, gives the built-in answers.
+    `dialect`, the charger's OCPP version, gives the built-in answers; `position` is the
+    number of calls of the action a sequence configured for it answered before.
     """
-    rule = settings.rule(call.action)
-    if violations and settings.validation == "strict":
+    rule = settings.rule(call.action, position)
+    if not answers_by_rule(settings, violations):
         # OCPP-J 1.6 section 4.2.3: one code for the whole payload, the most specific one
         # that applies (schemas.strictest_code), described by a violation of that kind.
         code = schemas.strictest_code(violations)
@@ -274,6 +408,12 @@ def respond(
         timeout = rule.timeout if rule.timeout is not None else manual_timeout
         return Hold(call, payload, timeout, rule.fallback, rule.delay)
     return Reply(CallResult(call.unique_id, payload), rule.delay, used)
+
+
+def answers_by_rule(settings: ResponderSettings, violations: list[schemas.Violation]) -> bool:
+    """Whether the configured rule answers, rather than the strict policy's CALLERROR (and
+    so whether a sequence's position moves on)."""
+    return not (violations and settings.validation == "strict")
 
 
 def fallback_answer(hold: Hold, context: AnswerContext, *, dialect: Dialect) -> Reply | Silence:

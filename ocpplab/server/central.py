@@ -15,14 +15,22 @@ import uuid
 from typing import Any
 
 from ocpplab.broker.base import Broker, Signal
-from ocpplab.broker.keys import commands_channel, events_channel, presence_key, settings_key
+from ocpplab.broker.keys import (
+    commands_channel,
+    events_channel,
+    presence_key,
+    sequences_key,
+    settings_key,
+)
 from ocpplab.config import Settings
 from ocpplab.core import messages
+from ocpplab.core.connection import sequence_position
 from ocpplab.core.errors import (
     BrokerError,
     CallTimeout,
     ChargerOffline,
     InvalidBody,
+    NotFound,
     UnknownAction,
 )
 from ocpplab.core.messages import (
@@ -32,13 +40,14 @@ from ocpplab.core.messages import (
     Command,
     NewSettings,
     Released,
+    RestartSequence,
     SendCall,
     SendRaw,
     Sent,
     SettingsChanged,
     decode_event,
 )
-from ocpplab.core.responder import VALIDATIONS, ResponderSettings, Rule
+from ocpplab.core.responder import VALIDATIONS, AnyRule, ResponderSettings
 from ocpplab.server.gateway import Gateway
 from ocpplab.server.roster import LISTED
 
@@ -146,16 +155,102 @@ class CentralSystem:
         await self.broker.set(settings_key(identity), json.dumps(data), self.settings.settings_ttl)
         await self.broker.publish(commands_channel(identity), NewSettings(settings=data).encode())
         await self.broker.publish(events_channel(identity), SettingsChanged(settings=data).encode())
+        await self.gateway.recorder.rules_changed(identity, data)
 
-    async def set_rule(self, identity: str, action: str, rule: Rule | None) -> ResponderSettings:
-        """Set (or, with None, reset to default) the rule for one charger-initiated action."""
+    # Recordings (server/recorder.py)
+
+    async def start_recording(self, identity: str) -> dict[str, Any]:
+        """Record the identity from now on (a previous recording is discarded)."""
+        settings = await self.responder_settings(identity)
+        return await self.gateway.recorder.start(identity, settings.to_json())
+
+    async def stop_recording(self, identity: str) -> dict[str, Any]:
+        return await self.gateway.recorder.stop(identity)
+
+    async def recording_state(self, identity: str) -> dict[str, Any]:
+        return await self.gateway.recorder.state(identity)
+
+    async def recording(self, identity: str) -> str:
+        """The identity's recording as NDJSON; raises `NotFound` when there is none."""
+        text = await self.gateway.recorder.text(identity)
+        if not text:
+            raise NotFound(f"there is no recording of {identity!r} (or it expired)")
+        return text
+
+    async def discard_recording(self, identity: str) -> None:
+        await self.gateway.recorder.discard(identity)
+
+    async def set_rule(self, identity: str, action: str, rule: AnyRule | None) -> ResponderSettings:
+        """Set (or, with None, reset to default) the rule or sequence for one
+        charger-initiated action; its sequence starts over."""
         if not self.dialect.is_charger_action(action):
             raise UnknownAction(
                 f"{action!r} is not an action a charger sends in {self.dialect.name}"
             )
+        # The restart reaches the charger's gateway before the new rule does: a call
+        # answered in between is one of the old rule's (its own restart comes with the
+        # new rule, `Connection._new_settings`), never a step of the new one skipped.
+        await self._restart_positions(identity, action)
         settings = (await self.responder_settings(identity)).with_rule(action, rule)
         await self.save_responder_settings(identity, settings)
+        await self._publish_position(identity, action, settings, 0)
         return settings
+
+    # Answer sequences
+
+    async def sequence_positions(self, identity: str) -> dict[str, int]:
+        """Every action's sequence position: the calls its sequence answered so far."""
+        text = await self.broker.get(sequences_key(identity))
+        try:
+            stored = json.loads(text) if text else {}
+        except ValueError:
+            return {}
+        if not isinstance(stored, dict):
+            return {}
+        return {
+            action: position
+            for action, position in stored.items()
+            if isinstance(position, int) and not isinstance(position, bool) and position > 0
+        }
+
+    async def restart_sequence(self, identity: str, action: str | None) -> None:
+        """Start `action`'s answer sequence over (None: every action's), also offline."""
+        if action is not None and not self.dialect.is_charger_action(action):
+            raise UnknownAction(
+                f"{action!r} is not an action a charger sends in {self.dialect.name}"
+            )
+        restarted = await self._restart_positions(identity, action)
+        settings = await self.responder_settings(identity)
+        for name in [action] if action is not None else restarted:
+            await self._publish_position(identity, name, settings, 0)
+
+    async def _restart_positions(self, identity: str, action: str | None) -> list[str]:
+        """Store the restart (for a charger that is offline now), then tell the gateway
+        holding the charger, whose positions are the live ones; the actions restarted."""
+        positions = await self.sequence_positions(identity)
+        restarted = [action] if action is not None else list(positions)
+        if any(name in positions for name in restarted):
+            for name in restarted:
+                positions.pop(name, None)
+            await self._store_positions(identity, positions)
+        await self.broker.publish(
+            commands_channel(identity), RestartSequence(action=action).encode()
+        )
+        return restarted
+
+    async def _store_positions(self, identity: str, positions: dict[str, int]) -> None:
+        key = sequences_key(identity)
+        if positions:
+            await self.broker.set(key, json.dumps(positions), self.settings.settings_ttl)
+        else:
+            await self.broker.delete(key)
+
+    async def _publish_position(
+        self, identity: str, action: str, settings: ResponderSettings, position: int
+    ) -> None:
+        """Tell every page where `action`'s sequence is (pages of an offline charger too)."""
+        event = sequence_position(action, settings.sequence(action), position)
+        await self.broker.publish(events_channel(identity), event.encode())
 
     async def set_validation(self, identity: str, policy: str) -> ResponderSettings:
         """Answer calls that break their request schema leniently or strictly."""

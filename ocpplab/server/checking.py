@@ -27,8 +27,10 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from ocpplab.core.schemas import Violation
+T = TypeVar("T")
+
 
 MAX_PENDING = 4
 SWITCH_INTERVAL = 0.001
@@ -43,9 +45,10 @@ class CheckRunner:
         # Its thread starts with the first check.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocpplab-schemas")
 
-    async def run(self, check: Callable[[], list[Violation]]) -> list[Violation] | None:
-        """`check()`'s violations, computed on the worker thread; None, without running it,
-        when `max_pending` checks are already waiting or running."""
+    async def run(self, check: Callable[[], T]) -> T | None:
+        """`check()`'s result (a payload's violations, a recording read), computed on the
+        worker thread; None, without running it, when `max_pending` are already waiting
+        or running."""
         if not self._slots.acquire(blocking=False):
             return None
         if sys.getswitchinterval() > SWITCH_INTERVAL:
@@ -58,6 +61,6 @@ class CheckRunner:
         future.add_done_callback(self._release)
         return await asyncio.wrap_future(future)
 
-    def _release(self, _: Future[list[Violation]]) -> None:
+    def _release(self, _: Future[Any]) -> None:
         # Called when the check ends, or when it is cancelled before it began.
         self._slots.release()

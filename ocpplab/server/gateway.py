@@ -40,6 +40,7 @@ from ocpplab.server import tls
 from ocpplab.server.checking import CheckRunner
 from ocpplab.server.credentials import ChargerCredentials
 from ocpplab.server.handshake import forget_handshake
+from ocpplab.server.recorder import Recorder
 from ocpplab.server.roster import Roster
 from ocpplab.server.session import ChargerSession
 
@@ -72,7 +73,10 @@ class Gateway:
             replay_size=settings.replay_size,
             replay_bytes=settings.replay_bytes,
         )
-        self.checks = CheckRunner()  # large payloads, checked on one thread of its own
+        self.checks = CheckRunner()
+        self.recorder = Recorder(
+            settings, broker, clock
+        )  # large payloads, checked on one thread of its own
         self.sessions: dict[str, ChargerSession] = {}
         self.roster = Roster(broker, self.sessions)
         self._writes: set[asyncio.Task[Any]] = set()
@@ -92,6 +96,7 @@ class Gateway:
         for session in list(self.sessions.values()):
             await session.close(1001, "the central system is shutting down")
         await self.roster.close()
+        await self.recorder.close()
         if self._publisher is not None:
             self._publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -190,6 +195,15 @@ class Gateway:
                     websocket, 400, f"this central system speaks only {ours}; " + warnings[0]
                 )
                 return None
+        recording = await self.recorder.is_on(identity)
+        headers = (
+            [
+                [name.decode("latin-1"), value.decode("latin-1")]
+                for name, value in websocket.scope["headers"]
+            ]
+            if recording
+            else None
+        )
         await websocket.accept(subprotocol=subprotocol)
         forget_handshake(websocket)
         remote = websocket.client
@@ -209,6 +223,8 @@ class Gateway:
             connected=connected,
             replay_budget=self.replay_budget,
         )
+        if recording:
+            connection.start_recording(headers)
         return ChargerSession(self, websocket, identity, connection)
 
     def count_transaction(self, session: ChargerSession, used: int) -> None:

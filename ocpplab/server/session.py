@@ -25,13 +25,14 @@ from ocpplab.broker.keys import (
     events_channel,
     generation_key,
     presence_key,
+    sequences_key,
     settings_key,
     transactions_key,
 )
 from ocpplab.core.connection import Connection, PendingCheck
 from ocpplab.core.errors import BrokerError
 from ocpplab.core.frames import dumps_compact
-from ocpplab.core.messages import Event, Takeover, decode_command
+from ocpplab.core.messages import Event, NewSettings, Takeover, decode_command
 from ocpplab.core.responder import ResponderSettings
 from ocpplab.logs import log_failure
 
@@ -60,6 +61,8 @@ class ChargerSession:
     __slots__ = (
         "_closed",
         "_heard",
+        "_positions_due",
+        "_positions_writing",
         "_tasks",
         "_timer",
         "_timer_at",
@@ -87,6 +90,8 @@ class ChargerSession:
         self._timer_at = math.inf
         self.closing: tuple[int, str] | None = None  # why this side closes, when it does
         self._closed = False
+        self._positions_due: dict[str, int] | None = None  # sequence positions to store
+        self._positions_writing = False
 
     @property
     def id(self) -> str:
@@ -116,6 +121,7 @@ class ChargerSession:
         connection = self.connection
         connection.responder = await self._load_responder_settings()
         connection.transaction_id = await self._load_transaction_id()
+        connection.positions = await self._load_sequence_positions()
         async with broker.subscribe(commands_channel(identity), self._on_command):
             await self._take_over()
             self._after_input()
@@ -169,6 +175,8 @@ class ChargerSession:
             reason = CLOSE_REPLACED
         connection.connection_lost(code, reason)
         self._publish(connection.events_to_publish())
+        if connection.recording:
+            self.gateway.recorder.append(self.identity, connection.recorded_lines())
         gateway = self.gateway
         if gateway.sessions.get(self.identity) is self:
             del gateway.sessions[self.identity]
@@ -195,9 +203,14 @@ class ChargerSession:
         used = connection.transactions_to_count()
         for number in used:
             self.gateway.count_transaction(self, number)
+        positions = connection.sequences_to_save()
+        if positions is not None:
+            self._save_sequence_positions(positions)
         record = connection.take_presence()
         if record is not None:
             self._spawn(self._write_presence(record))
+        if connection.recording:
+            self.gateway.recorder.append(self.identity, connection.recorded_lines())
         if connection.close_requested is not None and self.closing is None:
             self._spawn(self.close(*connection.close_requested))
         if self._closed:
@@ -381,7 +394,8 @@ class ChargerSession:
         try:
             text = await self.gateway.broker.get(settings_key(self.identity))
             if text:
-                self.connection.responder = ResponderSettings.from_json(json.loads(text))
+                # As a command: an action whose rule changed starts its sequence over.
+                self.connection.receive_command(NewSettings(settings=json.loads(text)))
         except Exception:
             logger.warning("responder settings could not be reloaded after a broker outage")
 
@@ -400,6 +414,50 @@ class ChargerSession:
         except (BrokerError, TimeoutError, ValueError):
             self.connection.notice("the transaction counter could not be read from the broker")
             return highest + 1
+
+    async def _load_sequence_positions(self) -> dict[str, int] | None:
+        """Where the identity's answer sequences are, wherever it was connected before."""
+        try:
+            text = await asyncio.wait_for(
+                self.gateway.broker.get(sequences_key(self.identity)), timeout=2.0
+            )
+            stored = json.loads(text) if text else {}
+        except (BrokerError, TimeoutError, ValueError):
+            self.connection.notice("answer sequence positions could not be read; they start over")
+            return None
+        if not isinstance(stored, dict):
+            return None
+        return {
+            action: position
+            for action, position in stored.items()
+            if isinstance(position, int) and not isinstance(position, bool) and position > 0
+        } or None
+
+    def _save_sequence_positions(self, positions: dict[str, int]) -> None:
+        """Store the positions without making the answer wait; one write at a time (so they
+        land in order), the newest positions in each, and done even if the session ends."""
+        self._positions_due = positions
+        if not self._positions_writing:
+            self._positions_writing = True
+            self.gateway.write_soon(self._write_sequence_positions())
+
+    async def _write_sequence_positions(self) -> None:
+        broker, key = self.gateway.broker, sequences_key(self.identity)
+        try:
+            while (positions := self._positions_due) is not None:
+                self._positions_due = None
+                if positions:
+                    await broker.set(
+                        key, dumps_compact(positions), self.gateway.settings.settings_ttl
+                    )
+                else:
+                    await broker.delete(key)  # every sequence at its start
+        except BrokerError as exc:
+            self.connection.notice(f"answer sequence positions not stored: {exc}")
+            if not self._closed:
+                self._after_input()
+        finally:
+            self._positions_writing = False
 
     # Small helpers
 

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("ocpplab.tools.fleet", "run simulated chargers against a central system"),
     "bench": ("ocpplab.tools.bench", "measure the server's speed and memory"),
     "certs": ("ocpplab.tools.certs", "make TLS certificates for profiles 2 and 3"),
+    "diff": ("ocpplab.tools.diff", "compare two recordings of a charger"),
 }
 
 

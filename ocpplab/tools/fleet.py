@@ -483,11 +483,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password", default=None, help="HTTP Basic auth password (profile 1)")
     parser.add_argument("--call-timeout", type=float, default=10.0, help="seconds [10]")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    replay = parser.add_argument_group(
+        "replay a recording", "play a recorded charger's side instead of a scenario"
+    )
+    replay.add_argument(
+        "--replay", metavar="FILE", default=None, help="a recording (NDJSON) to play"
+    )
+    replay.add_argument(
+        "--speed", type=float, default=1.0, help="play the recorded spacing this much faster [1]"
+    )
+    replay.add_argument(
+        "--identity", default=None, help="connect as this identity [the recording's]"
+    )
+    replay.add_argument("--session", default=None, help="the recorded session to play [the first]")
 
 
 def run(args: argparse.Namespace) -> int:
-    """`ocpplab simulate URL …`."""
-    """Run `args.chargers` chargers against `args.url`, show progress, print a summary."""
+    """`ocpplab simulate URL …`: a recording replayed, or chargers run with a summary."""
+    if args.replay is not None:
+        from ocpplab.tools import replay
+
+        return replay.run(args)
     return run_async(_simulate(args))
 
 

@@ -22,7 +22,7 @@ from ocpplab.core.errors import (
     SchemaViolation,
     UnknownAction,
 )
-from ocpplab.core.responder import DEFAULT_RULE, Rule
+from ocpplab.core.responder import DEFAULT_RULE, AnyRule, Sequence, rule_from_json
 from ocpplab.web.errors import JSONResponse, json_error, path_identity
 from ocpplab.web.forms import fill_for_validation
 from ocpplab.web.services import services_of
@@ -59,34 +59,95 @@ async def charger(request: Request) -> Response:
     return JSONResponse(await services_of(request).central.status(identity))
 
 
-async def response_rule(request: Request) -> Response:
-    """GET/PUT/DELETE /api/chargers/{identity}/responses/{Action}."""
-    identity = path_identity(request)
-    action = request.path_params["action"]
-    services = services_of(request)
-    dialect = services.dialect
+def _charger_action(request: Request) -> str:
+    """The path's action, or `UnknownAction` when a charger does not send it."""
+    action: str = request.path_params["action"]
+    dialect = services_of(request).dialect
     if not dialect.is_charger_action(action):
         raise UnknownAction(
             f"{action!r} is not an action a charger sends in {dialect.name}",
             actions=dialect.charger_actions,
         )
+    return action
+
+
+async def response_rule(request: Request) -> Response:
+    """GET/PUT/DELETE /api/chargers/{identity}/responses/{Action}: a rule or a sequence."""
+    identity = path_identity(request)
+    action = _charger_action(request)
+    services = services_of(request)
     central = services.central
     if request.method == "GET":
         settings = await central.responder_settings(identity)
-        return JSONResponse(settings.rule(action).to_json())
+        return JSONResponse(settings.configured(action).to_json())
     if request.method == "DELETE":
         await central.set_rule(identity, action, None)
         return JSONResponse(DEFAULT_RULE.to_json())
-    rule = Rule.from_json(await _json_body(request))
-    if (
-        rule.payload is not None
-        and rule.mode in {"custom", "manual"}
-        and _wants_validation(request)
-    ):
-        payload = fill_for_validation(rule.payload)
-        _check_schema(dialect, action, payload, response=True, method="PUT")
+    rule = rule_from_json(await _json_body(request))
+    if _wants_validation(request):
+        _check_answers(services.dialect, action, rule)
     await central.set_rule(identity, action, rule)
     return JSONResponse(rule.to_json())
+
+
+def _check_answers(dialect: Dialect, action: str, rule: AnyRule) -> None:
+    """Raise `SchemaViolation` with every violation of every custom or manual payload (in a
+    sequence, each violation names its step)."""
+    steps = [step.rule for step in rule.steps] if isinstance(rule, Sequence) else [rule]
+    violations: list[dict[str, str]] = []
+    broken: list[str] = []
+    for number, step in enumerate(steps, 1):
+        if step.payload is None or step.mode not in {"custom", "manual"}:
+            continue
+        found = dialect.validate(action, fill_for_validation(step.payload), True)
+        if found and isinstance(rule, Sequence):
+            broken.append(str(number))
+            violations += [{**violation.as_dict(), "step": str(number)} for violation in found]
+        else:
+            violations += [violation.as_dict() for violation in found]
+    if violations:
+        where = f"the payload of step {', '.join(broken)}" if broken else "the payload"
+        raise SchemaViolation(
+            f"{where} breaks the {action} response schema "
+            "(PUT with ?validate=false to save it anyway)",
+            violations,
+        )
+
+
+async def restart_sequence(request: Request) -> Response:
+    """POST /api/chargers/{identity}/responses/{Action}/restart: the sequence starts over."""
+    identity = path_identity(request)
+    action = _charger_action(request)
+    await services_of(request).central.restart_sequence(identity, action)
+    return JSONResponse({"position": 0})
+
+
+async def recording(request: Request) -> Response:
+    """POST/GET/DELETE /api/chargers/{identity}/recording: start or stop (`{"on": false}`)
+    recording, download it as NDJSON, or discard it."""
+    identity = path_identity(request)
+    central = services_of(request).central
+    if request.method == "POST":
+        body = await _json_body(request)
+        on = body.get("on", True) if isinstance(body, dict) else True
+        if not isinstance(on, bool):
+            raise InvalidBody('"on" must be true or false')
+        state = await (central.start_recording if on else central.stop_recording)(identity)
+        return JSONResponse(state)
+    if request.method == "DELETE":
+        await central.discard_recording(identity)
+        return JSONResponse({"on": False, "started": None, "truncated": False})
+    return recording_download(identity, await central.recording(identity))
+
+
+def recording_download(identity: str, text: str) -> Response:
+    """A recording as the file a browser saves (times in the name are UTC)."""
+    name = "".join(char if char.isalnum() or char in "-_." else "_" for char in identity)
+    return Response(
+        text,
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="ocpplab-{name}.ndjson"'},
+    )
 
 
 async def validation(request: Request) -> Response:

@@ -1,10 +1,12 @@
 """The Configure panel: a person decides how the central system answers each charger call.
 
-Each charger-initiated action has a rule (see `responder.Rule`). The form for a rule is
-generated from the action's response schema; it posts back over HTTP and answers with the
-form again (saved, or with every problem next to its field). Saving goes through
-`CentralSystem.set_rule`, which stores the settings, tells the charger's gateway, and
-publishes a `settings` event that refreshes the rule list on every open page.
+Each charger-initiated action has a rule (see `responder.Rule`) or a sequence of rules
+(`responder.Sequence`, entered as JSON). The form for a rule is generated from the action's
+response schema; it posts back over HTTP and answers with the form again (saved, or with
+every problem next to its field). Saving goes through `CentralSystem.set_rule`, which
+stores the settings, tells the charger's gateway, and publishes a `settings` event that
+refreshes the rule list on every open page. Where each sequence is (`sequence` events)
+is shown next to its rule, with a Reset button.
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ from starlette.routing import BaseRoute, Route
 
 from ocpplab.core import schemas
 from ocpplab.core.dialect import AnswerContext, Dialect
-from ocpplab.core.errors import NotFound, UnknownAction
+from ocpplab.core.errors import BrokerError, NotFound, UnknownAction
 from ocpplab.core.frames import dumps_compact
-from ocpplab.core.messages import Event, SettingsChanged
+from ocpplab.core.messages import Event, SequencePosition, SettingsChanged
 from ocpplab.core.responder import (
     MAX_DELAY,
     MAX_HOLD,
+    AnyRule,
     ResponderSettings,
-    Rule,
+    Sequence,
+    Step,
+    rule_from_json,
+    sequence_problems,
 )
 from ocpplab.web.errors import ANSWERED, path_identity, refusal, text_errors
 from ocpplab.web.forms import (
@@ -43,8 +49,15 @@ from ocpplab.web.templating import render_block
 TEMPLATE = "_configure.html"
 
 
-def summary(rule: Rule) -> str:
-    """One line that says what a rule does, for the list of actions."""
+TIMES = "\N{MULTIPLICATION SIGN}"
+THEN = " \N{RIGHTWARDS ARROW} "
+
+
+def summary(rule: AnyRule) -> str:
+    """One line that says what a rule (or a sequence) does, for the list of actions."""
+    if isinstance(rule, Sequence):
+        text = THEN.join(_step_summary(step) for step in rule.steps)
+        return text + (" · repeat" if rule.repeat else "")
     if rule.mode == "custom":
         text = "custom: " + _short(rule.payload)
     elif rule.mode == "error":
@@ -59,6 +72,42 @@ def summary(rule: Rule) -> str:
     if rule.delay:
         text += f" · after {rule.delay:g} s"
     return text
+
+
+def _step_summary(step: Step) -> str:
+    """A step in a few words: "Rejected" (times its count), "CALLERROR InternalError"."""
+    rule = step.rule
+    if rule.mode == "custom":
+        text = _status_of(rule.payload) or "custom"
+    elif rule.mode == "error":
+        text = f"CALLERROR {rule.error.code if rule.error else 'GenericError'}"
+    else:
+        text = rule.mode
+    if step.count > 1:
+        text += f" {TIMES}{step.count}"
+    if rule.delay:
+        text += f" after {rule.delay:g} s"
+    return text
+
+
+def _status_of(payload: Any) -> str | None:
+    """The status a payload answers with (`status`, or `idTagInfo.status`), if a word."""
+    if not isinstance(payload, dict):
+        return None
+    info = payload.get("idTagInfo")
+    status = payload.get("status", info.get("status") if isinstance(info, dict) else None)
+    return status if isinstance(status, str) and len(status) <= 40 else None
+
+
+def sequence_where(rule: AnyRule, position: int) -> str:
+    """Where a sequence is, for its Reset line: "at step 2 of 2 (call 3)"; "" for a rule."""
+    if not isinstance(rule, Sequence):
+        return ""
+    return _where(rule.step_index(position) + 1, len(rule.steps), position)
+
+
+def _where(step: int, steps: int, position: int) -> str:
+    return f"at step {step} of {steps} (call {position + 1})" if steps else ""
 
 
 def _short(payload: Any) -> str:
@@ -80,17 +129,29 @@ class RuleForm:
     error_code: str = "GenericError"
     error_description: str = ""
     error_details: str = "{}"
+    sequence_json: str = ""
+    is_sequence: bool = False
+    sequence_errors: list[str] = dataclasses.field(default_factory=list)  # next to the box
     errors: dict[str, str] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
     message: str = ""
     saved: bool = False
 
     @classmethod
-    def from_rule(cls, action: str, rule: Rule, services: Services) -> RuleForm:
+    def from_rule(cls, action: str, configured: AnyRule, services: Services) -> RuleForm:
+        """The form for what is saved; for a sequence, its JSON, and its first step in the
+        other fields."""
+        is_sequence = isinstance(configured, Sequence)
+        if isinstance(configured, Sequence):
+            rule, sequence = configured.steps[0].rule, configured
+        else:
+            rule, sequence = configured, Sequence((Step(configured),))
         context_payload = _proposal(action, services)
         payload = rule.payload if rule.payload is not None else context_payload
         error = rule.error
         return cls(
+            sequence_json=json.dumps(sequence.to_json(), indent=2, ensure_ascii=False),
+            is_sequence=is_sequence,
             action=action,
             mode=rule.mode,
             fields=build_fields(services.dialect.schema(action, True), payload),
@@ -119,6 +180,8 @@ def read_rule_form(
 ) -> tuple[RuleForm, dict[str, Any] | None]:
     """Read a submitted rule form; returns the form (with problems) and the rule's JSON."""
     text = {key: str(value) for key, value in form.items()}
+    if text.get("source") == "sequence":
+        return read_sequence_form(dialect, action, text)
     state = RuleForm(
         action=action,
         mode=text.get("mode", "default"),
@@ -169,6 +232,42 @@ def read_rule_form(
             state.problems.extend(leftover)
             return state, None
     return state, rule
+
+
+def read_sequence_form(
+    dialect: Dialect, action: str, text: dict[str, str]
+) -> tuple[RuleForm, dict[str, Any] | None]:
+    """Read the "Sequence (JSON)" box: every problem of every step at once, next to it."""
+    state = RuleForm(
+        action=action,
+        fields=build_fields(dialect.schema(action, True), {}),
+        sequence_json=text.get("sequence_json", ""),
+        is_sequence=True,
+    )
+    try:
+        data = json.loads(state.sequence_json)
+    except ValueError as exc:
+        state.sequence_errors.append(f"not valid JSON: {exc}")
+        return state, None
+    if isinstance(data, list):  # the steps alone
+        data = {"sequence": data}
+    problems = sequence_problems(data)
+    if not problems and text.get("force") != "on":
+        for number, step in enumerate(data["sequence"], 1):
+            payload = step.get("payload")
+            if step.get("mode") in {"custom", "manual"} and payload is not None:
+                violations = dialect.validate(action, fill_for_validation(payload), True)
+                problems += [
+                    f"step {number}: {violation.path}: {violation.message}"
+                    for violation in violations
+                ]
+        if problems:
+            problems.append(
+                f"These payloads break the {action} response schema. Fix them, or tick "
+                "“Save anyway” to answer with an invalid payload on purpose."
+            )
+    state.sequence_errors = problems
+    return state, None if problems else data
 
 
 def _seconds(state: RuleForm, name: str, text: str, low: float, high: float) -> float:
@@ -225,7 +324,7 @@ async def rule_form(request: Request) -> Response:
     identity, action = _checked(request)
     services = services_of(request)
     settings = await services.central.responder_settings(identity)
-    form = RuleForm.from_rule(action, settings.rule(action), services)
+    form = RuleForm.from_rule(action, settings.configured(action), services)
     return _render(request, "rule_form", form=form, presets=services.dialect.presets_for(action))
 
 
@@ -250,7 +349,7 @@ async def save_rule(request: Request) -> Response:
     if rule_json is None:
         return _render(request, "rule_form", 422, form=form, presets=presets)
     try:
-        rule = Rule.from_json(rule_json)
+        rule = rule_from_json(rule_json)
         await services.central.set_rule(identity, action, rule)
     except ANSWERED as exc:
         refused = refusal(exc)
@@ -259,6 +358,17 @@ async def save_rule(request: Request) -> Response:
     saved = RuleForm.from_rule(action, rule, services)
     saved.saved, saved.message = True, f"Saved: {action} is now answered with {summary(rule)}."
     return _render(request, "rule_form", form=saved, presets=presets)
+
+
+@text_errors("Not restarted")
+async def restart_sequence(request: Request) -> Response:
+    """POST: the Reset button: the action's answer sequence starts over."""
+    identity, action = _checked(request)
+    services = services_of(request)
+    await services.central.restart_sequence(identity, action)
+    settings = await services.central.responder_settings(identity)
+    where = sequence_where(settings.configured(action), 0)
+    return _render(request, "sequence_position", action=action, where=where, oob=False)
 
 
 @text_errors("Not saved")
@@ -280,6 +390,12 @@ routes: list[BaseRoute] = [
         save_rule,
         methods=["POST"],
         name="save_rule",
+    ),
+    Route(
+        "/chargers/{identity:identity}/rules/{action}/restart",
+        restart_sequence,
+        methods=["POST"],
+        name="restart_sequence",
     ),
     Route(
         "/chargers/{identity:identity}/validation",
@@ -320,11 +436,38 @@ def _render_settings(page: Any, event: Event) -> str:
     )
 
 
+def _render_position(page: Any, event: Event) -> str:
+    if not isinstance(event, SequencePosition):
+        return ""
+    return render_block(
+        page.services.templates,
+        TEMPLATE,
+        "sequence_position",
+        identity=page.identity,
+        connection=page.websocket,
+        action=event.action,
+        where=_where(event.step, event.steps, event.position),
+        oob=True,
+    )
+
+
 def install(services: Services) -> None:
-    """Refresh the rule list on every open page when anyone changes a rule."""
+    """Refresh the rule list on every open page when anyone changes a rule, and where its
+    answer sequences are."""
     services.extra_renderers["settings"] = _render_settings
+    services.extra_renderers["sequence"] = _render_position
 
 
 async def page_context(services: Services, identity: str) -> dict[str, Any]:
     """What this panel needs to render on the charger page."""
-    return {"summary": summary, "oob": False, "message": ""}
+    try:
+        positions = await services.central.sequence_positions(identity)
+    except BrokerError:
+        positions = {}
+    return {
+        "summary": summary,
+        "sequence_where": sequence_where,
+        "positions": positions,
+        "oob": False,
+        "message": "",
+    }

@@ -178,6 +178,9 @@ class _BodyTooLarge(Exception):
     """A request body passed the guard's limit while the app was reading it."""
 
 
+UPLOAD_PATHS = frozenset({"/recordings/open"})
+
+
 class RequestGuard:
     """The Host allow-list and the same-origin check for everything but charger endpoints."""
 
@@ -191,6 +194,8 @@ class RequestGuard:
         # A form or API body carries at most a frame's payload, JSON in a form field
         # percent-encoded (up to three bytes for one): nothing legitimate is larger.
         self.max_body = 4 * settings.max_frame_size
+        # ... except an uploaded recording (web/recordings.py): up to its own limit.
+        self.max_upload = 4 * settings.recording_limit + 65536
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in {"http", "websocket"} or open_path(scope["path"]):
@@ -211,13 +216,14 @@ class RequestGuard:
         """Serve the request, refusing a body over `max_body` bytes with 413 (however sent)."""
         received = 0
         started = False
+        limit = self.max_upload if scope["path"] in UPLOAD_PATHS else self.max_body
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > limit:
                     raise _BodyTooLarge
             return message
 
@@ -227,17 +233,17 @@ class RequestGuard:
             await send(message)
 
         length = Headers(scope=scope).get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body:
-            await self._too_large(scope, receive, send)
+        if length.isdigit() and int(length) > limit:
+            await self._too_large(scope, receive, send, limit)
             return
         try:
             await self.app(scope, limited_receive, watched_send)
         except _BodyTooLarge:
             if not started:
-                await self._too_large(scope, receive, send)
+                await self._too_large(scope, receive, send, limit)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        text = f"the request body is larger than {self.max_body:,} bytes\n"
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        text = f"the request body is larger than {limit:,} bytes\n"
         await PlainTextResponse(text, status_code=413)(scope, receive, send)
 
     def refusal(self, scope: Scope) -> Refusal | None:

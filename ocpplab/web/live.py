@@ -29,9 +29,12 @@ from ocpplab.core.messages import (
     Event,
     Gap,
     Held,
+    Notice,
+    RecordingState,
     Released,
     ReplayEvent,
     Sent,
+    SequencePosition,
     SettingsChanged,
     StateChanged,
     Watch,
@@ -198,9 +201,11 @@ class PageSocket:
                 self.session, self.seen = event.session, set()
                 await self._watch(replay=False)
             return self._status(event) + self._log(event)
+        if isinstance(event, RecordingState):
+            return self._recording(event)
         if isinstance(event, StateChanged):
             return self._state(event.state)
-        if isinstance(event, SettingsChanged | AnswerRefused):
+        if isinstance(event, SettingsChanged | AnswerRefused | SequencePosition):
             return self._render_extra(event)
         if event.seq:
             if event.seq in self.seen:
@@ -274,6 +279,20 @@ class PageSocket:
         # out-of-band target that is already gone.
         first, self.log_started = not self.log_started, True
         return self._wrap("log_prepend", entries=Markup(entries), first=first)
+
+    def _recording(self, event: RecordingState) -> str:
+        settings = self.services.settings
+        state = {"on": event.on, "started": event.started, "truncated": event.truncated}
+        html = self._block(
+            "recording_panel",
+            recording=state,
+            recording_limit=settings.recording_limit,
+            recording_ttl=settings.recording_ttl,
+        )
+        if event.truncated:
+            text = "Recording stopped: it reached its limit (OCPPLAB_RECORDING_LIMIT)"
+            html += self._log(Notice(text=text, at=event.at))
+        return html
 
     def _state(self, state: dict[str, Any]) -> str:
         template = self.services.state_template(self.dialect)

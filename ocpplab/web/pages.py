@@ -7,17 +7,18 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ocpplab.config import Settings
 from ocpplab.core.errors import BrokerError, InvalidBody, NoLongerHeld
 from ocpplab.core.identity import from_user_input, identity_problem
 from ocpplab.core.responder import ResponderSettings
 from ocpplab.server.roster import LISTED
-from ocpplab.web import configure, operations
+from ocpplab.web import api, configure, operations
 from ocpplab.web.errors import path_identity, text_errors
 from ocpplab.web.live import status_from_event
 from ocpplab.web.services import Services, services_of
+from ocpplab.web.templating import render_block
 
 
 def base_url(request: Request) -> str:
@@ -92,8 +93,13 @@ async def charger_page(request: Request) -> Response:
     panels: dict[str, Any] = {}
     for panel in (configure, operations):
         panels.update(await panel.page_context(services, identity))
+    try:
+        recording = await services.central.recording_state(identity)
+    except BrokerError:
+        recording = {"on": False, "started": None, "truncated": False}
     context = {
         **panels,
+        **recording_context(services, recording),
         "oob": False,
         "live_ok": True,
         "live_text": "Live updates: connecting…",
@@ -122,6 +128,40 @@ async def _responder_or_default(services: Services, identity: str) -> ResponderS
         return await services.central.responder_settings(identity)
     except BrokerError:
         return ResponderSettings()
+
+
+@text_errors("Not changed")
+async def recording_form(request: Request) -> Response:
+    """The Record / Stop recording button: the panel again, as it now is."""
+    services = services_of(request)
+    identity = path_identity(request)
+    on = str((await request.form()).get("on")) == "true"
+    central = services.central
+    state = await (central.start_recording if on else central.stop_recording)(identity)
+    html = render_block(
+        services.templates,
+        "charger.html",
+        "recording_panel",
+        **recording_context(services, state),
+        identity=identity,
+        connection=request,
+    )
+    return HTMLResponse(html)
+
+
+@text_errors()
+async def recording_download(request: Request) -> Response:
+    """The Download link: the recording as an NDJSON file."""
+    identity = path_identity(request)
+    return api.recording_download(identity, await services_of(request).central.recording(identity))
+
+
+def recording_context(services: Services, state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "recording": state,
+        "recording_limit": services.settings.recording_limit,
+        "recording_ttl": services.settings.recording_ttl,
+    }
 
 
 @text_errors()

@@ -1,4 +1,8 @@
-"""Common OCPP 1.6 experiments the Configure panel saves with one click."""
+"""Common OCPP 1.6 experiments the Configure panel saves with one click.
+
+A preset's rule may be an answer sequence (`core.responder.Sequence`): the retry
+experiments, where how a charger behaves after a refusal is what is being tested.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,21 @@ def _id_tag(status: str) -> dict[str, Any]:
     return _custom({"idTagInfo": {"status": status}})
 
 
+def _boot(status: str, interval: int) -> dict[str, Any]:
+    """A BootNotification answer (OCPP 1.6 section 4.2): with Rejected, the charger retries
+    after `interval` seconds."""
+    return _custom({"status": status, "currentTime": "{now}", "interval": interval})
+
+
+def _sequence(*steps: tuple[dict[str, Any], int], repeat: bool = False) -> dict[str, Any]:
+    return {"sequence": [{**rule, "count": count} for rule, count in steps], "repeat": repeat}
+
+
+_INTERNAL_ERROR = {
+    "mode": "error",
+    "error": {"code": "InternalError", "description": "ocpplab test"},
+}
+
 PRESETS: tuple[Preset, ...] = (
     Preset(
         "pending",
@@ -29,7 +48,25 @@ PRESETS: tuple[Preset, ...] = (
         _custom({"status": "Rejected", "currentTime": "{now}", "interval": 60}),
         "BootNotification",
     ),
+    Preset(
+        "rejected-twice",
+        "Rejected twice, then Accepted",
+        _sequence((_boot("Rejected", 10), 2), (_boot("Accepted", 60), 1)),
+        "BootNotification",
+    ),
+    Preset(
+        "ignore-first",
+        "Ignore the first, then answer",
+        _sequence(({"mode": "ignore"}, 1), ({"mode": "default"}, 1)),
+        "BootNotification",
+    ),
     Preset("invalid", "Invalid", _id_tag("Invalid"), "Authorize"),
+    Preset(
+        "invalid-once",
+        "Invalid once, then Accepted",
+        _sequence((_id_tag("Invalid"), 1), (_id_tag("Accepted"), 1)),
+        "Authorize",
+    ),
     Preset("blocked", "Blocked", _id_tag("Blocked"), "Authorize"),
     Preset("expired", "Expired", _id_tag("Expired"), "Authorize"),
     Preset(
@@ -52,9 +89,10 @@ PRESETS: tuple[Preset, ...] = (
     # Offered for every action, after the action's own.
     Preset("ignore", "Don't answer", {"mode": "ignore"}),
     Preset("manual", "Hold for me", {"mode": "manual"}),
+    Preset("error", "CALLERROR InternalError", _INTERNAL_ERROR),
     Preset(
-        "error",
-        "CALLERROR InternalError",
-        {"mode": "error", "error": {"code": "InternalError", "description": "ocpplab test"}},
+        "answer-answer-error",
+        "Answer, answer, CALLERROR — repeat",
+        _sequence(({"mode": "default"}, 2), (_INTERNAL_ERROR, 1), repeat=True),
     ),
 )
