@@ -22,6 +22,7 @@ from ocpplab.dialects import DIALECTS
 from ocpplab.server.central import CentralSystem
 from ocpplab.server.gateway import Gateway
 from ocpplab.tools import dashboard_chargers as simulation
+from ocpplab.tools import dashboard_replays
 from ocpplab.web import api, checks, configure, errors, operations, pages, recordings
 from ocpplab.web.guard import DashboardAuth, RequestGuard
 from ocpplab.web.live import serve_page_socket
@@ -113,6 +114,7 @@ def create_app(
     )
 
     simulations = simulation.Simulations(settings, gateway, clock)
+    replays = dashboard_replays.Replays(settings, simulations)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -121,6 +123,7 @@ def create_app(
         try:
             yield
         finally:
+            await replays.stop_all()
             await simulations.stop_all()
             await gateway.stop()
             await broker.stop()
@@ -198,6 +201,7 @@ def create_app(
         *configure.routes,
         *operations.routes,
         *simulation.routes,
+        *dashboard_replays.routes,
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     configure.install(services)
@@ -215,4 +219,5 @@ def create_app(
     app.state.services = services
     app.gateway = gateway
     simulation.install(app, simulations)
+    app.state.replays = replays
     return app

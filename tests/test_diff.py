@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from ocpplab.core.recording import read_recording
-from ocpplab.tools.cli import main
-from ocpplab.tools.diff import (
+from ocpplab.core.comparison import (
     MISSING,
     FieldDifference,
     diff_recordings,
     field_differences,
 )
+from ocpplab.core.recording import read_recording
+from ocpplab.tools.cli import main
 from tests.test_recording_format import SESSION
 
 AUTHORIZE_ANSWER = r'"text": "[3,\"3\",{\"idTagInfo\":{\"status\":\"Accepted\"}}]"'

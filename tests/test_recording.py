@@ -264,3 +264,66 @@ async def test_a_recording_of_the_ocpp_packages_charge_point_replays_against_ocp
     assert "charger calls sent / answered   4 / 4" in out.decode()
     assert "no answers differ from the recorded ones" in out.decode()
     assert replayed["connected"] is False
+
+
+async def test_two_recordings_compare_on_the_page_naming_the_field_that_differs() -> None:
+    async with serve() as server, httpx.AsyncClient(base_url=server.http) as client:
+        texts = []
+        for identity, status in (("cmp-a", "Accepted"), ("cmp-b", "Blocked")):
+            rule = {"mode": "custom", "payload": {"idTagInfo": {"status": status}}}
+            await client.put(f"/api/chargers/{identity}/responses/Authorize", json=rule)
+            await client.post(f"/api/chargers/{identity}/recording", json={})
+            charger = await raw_charger(server, identity)
+            await exchange(charger, [2, "a1", "Authorize", {"idTag": "T"}])
+            await charger.close()
+            texts.append((await download(client, identity)).text)
+        same = await client.post(
+            "/recordings/compare",
+            files={"a": ("a.ndjson", texts[0]), "b": ("a-again.ndjson", texts[0])},
+        )
+        different = await client.post(
+            "/recordings/compare", files={"a": ("a.ndjson", texts[0]), "b": ("b.ndjson", texts[1])}
+        )
+        missing = await client.post("/recordings/compare", files={"a": ("a.ndjson", texts[0])})
+
+    assert same.status_code == 200
+    assert "No differences" in same.text
+    assert different.status_code == 200
+    assert "idTagInfo.status" in different.text
+    assert "Accepted" in different.text
+    assert "Blocked" in different.text
+    assert missing.status_code == 422
+    assert "Choose two files" in missing.text
+
+
+async def test_the_dashboard_replays_a_recording_as_a_charger_of_this_server() -> None:
+    async with serve() as server, httpx.AsyncClient(base_url=server.http) as client:
+        await client.post("/api/chargers/rec-src/recording", json={})
+        charger = await raw_charger(server, "rec-src")
+        await exchange(charger, [2, "r1", "Heartbeat", {}])
+        await exchange(charger, [2, "r2", "Authorize", {"idTag": "AGAIN"}])
+        await charger.close()
+        text = (await download(client, "rec-src")).text
+        async with page_socket(server, "rec-dst") as page:
+            started = await client.post(
+                "/recordings/replay",
+                files={"recording": ("rec.ndjson", text)},
+                data={"identity": "rec-dst", "speed": "8"},
+            )
+            seen = await page.wait_for("AGAIN", timeout=10)
+        bad_speed = await client.post(
+            "/recordings/replay",
+            files={"recording": ("rec.ndjson", text)},
+            data={"identity": "rec-x", "speed": "fast"},
+        )
+        not_a_recording = await client.post(
+            "/recordings/replay", files={"recording": ("x.ndjson", "hello\n")}
+        )
+
+    assert started.status_code == 303
+    assert started.headers["location"].endswith("/chargers/rec-dst")
+    assert "Authorize" in seen
+    assert bad_speed.status_code == 422
+    assert "speed" in bad_speed.text
+    assert not_a_recording.status_code == 422
+    assert "line 1" in not_a_recording.text

@@ -22,7 +22,7 @@ A frame is sent as its recorded text, byte for byte, unless a time or transactio
 had to change. The replay ends when every call has been answered or has timed out and the
 recorded session's length (divided by `speed`) has passed. Its report lists where the
 central system's answers differ from the recorded ones, compared as `ocpplab diff` compares
-(`ocpplab.tools.diff`: times, ids and meter readings ignored).
+(`ocpplab.core.comparison`: times, ids and meter readings ignored).
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
+from ocpplab.core.comparison import FieldDifference, frame_differences, shown
 from ocpplab.core.frames import Call, CallError, CallResult, Frame, InvalidFrame, parse
 from ocpplab.core.recording import Message, Recording, RecordingError, messages, parse_time
-from ocpplab.tools.diff import FieldDifference, frame_differences, read_recording_file, shown
+from ocpplab.tools.diff import read_recording_file
 
 DEFAULT_CALL_TIMEOUT = 10.0
 MAX_SPEED = 1000.0

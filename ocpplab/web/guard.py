@@ -178,7 +178,7 @@ class _BodyTooLarge(Exception):
     """A request body passed the guard's limit while the app was reading it."""
 
 
-UPLOAD_PATHS = frozenset({"/recordings/open"})
+UPLOAD_PATHS = frozenset({"/recordings/open", "/recordings/compare", "/recordings/replay"})
 
 
 class RequestGuard:
@@ -195,7 +195,7 @@ class RequestGuard:
         # percent-encoded (up to three bytes for one): nothing legitimate is larger.
         self.max_body = 4 * settings.max_frame_size
         # ... except an uploaded recording (web/recordings.py): up to its own limit.
-        self.max_upload = 4 * settings.recording_limit + 65536
+        self.max_upload = 8 * settings.recording_limit + 65536  # two files to compare
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in {"http", "websocket"} or open_path(scope["path"]):

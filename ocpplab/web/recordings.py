@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ocpplab.core.comparison import describe, diff_recordings
 from ocpplab.core.frames import Call, InvalidFrame, message_type_name, parse
 from ocpplab.core.messages import Connected, Disconnected, Event, FrameEvent, Notice
 from ocpplab.core.recording import (
@@ -54,21 +55,47 @@ class InMemoryParser(MultiPartParser):
 
 
 async def index(request: Request) -> Response:
-    return _page(request, "recordings_index", status=200)
+    return page(request, "recordings_index", status=200)
 
 
-async def open_recording(request: Request) -> Response:
-    services = services_of(request)
+class Refused(Exception):
+    """An upload that cannot be shown: its status and the sentence that says why."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+async def uploads(
+    request: Request, names: tuple[str, ...], values: dict[str, str] | None = None
+) -> list[tuple[str, bytes]]:
+    """The uploaded files of those form fields, read in memory: (file name, bytes); the
+    text fields named in `values` are filled in."""
     try:
-        parser = InMemoryParser(request.headers, request.stream(), max_files=1, max_fields=2)
+        parser = InMemoryParser(
+            request.headers, request.stream(), max_files=len(names), max_fields=len(names) + 2
+        )
         form = await parser.parse()
     except MultiPartException as exc:
-        return _page(request, "recordings_index", status=400, error=str(exc))
-    upload = form.get("recording")
-    if upload is None or isinstance(upload, str):
-        return _page(request, "recordings_index", status=422, error="Choose a recording file.")
-    data = await upload.read()
-    await upload.close()
+        raise Refused(400, str(exc)) from None
+    for key in values or {}:
+        value = form.get(key)
+        if isinstance(value, str) and values is not None:
+            values[key] = value[:200]
+    files = []
+    for name in names:
+        upload = form.get(name)
+        if upload is None or isinstance(upload, str) or not upload.filename:
+            raise Refused(
+                422, "Choose a recording file." if len(names) == 1 else "Choose two files."
+            )
+        files.append((upload.filename, await upload.read()))
+        await upload.close()
+    return files
+
+
+async def read_upload(services: Services, name: str, data: bytes) -> Recording:
+    """A recording read on the worker thread (a big file must not stall the chargers)."""
     limit = upload_limit(services)
     max_frame = services.settings.max_frame_size
 
@@ -80,25 +107,54 @@ async def open_recording(request: Request) -> Response:
 
     result = await services.gateway.checks.run(read)
     if result is None:
-        error = "The server is busy reading other large files; try again in a moment."
-        return _page(request, "recordings_index", status=503, error=error)
+        raise Refused(503, "The server is busy reading other large files; try again in a moment.")
     if isinstance(result, RecordingError):
-        error = f"{upload.filename or 'The file'} is not a recording ocpplab can open: {result}"
-        return _page(request, "recordings_index", status=422, error=error)
+        raise Refused(422, f"{name} is not a recording ocpplab can open: {result}")
+    return result
+
+
+async def open_recording(request: Request) -> Response:
+    services = services_of(request)
+    try:
+        [(filename, data)] = await uploads(request, ("recording",))
+        result = await read_upload(services, filename, data)
+    except Refused as refused:
+        return page(request, "recordings_index", status=refused.status, error=str(refused))
+    upload_name = filename
     events = list(recording_events(result))
     shown = events[:MAX_SHOWN]
     entries = Markup("").join(
         Markup(render_block(services.templates, "charger.html", "log_entry", event=event))
         for event in shown
     )
-    return _page(
+    return page(
         request,
         "recording_view",
         recording=result,
-        filename=upload.filename or "recording.ndjson",
+        filename=upload_name,
         entries=entries,
         shown=len(shown),
         total=len(events),
+    )
+
+
+async def compare_recordings(request: Request) -> Response:
+    """Two recordings side by side: what one did that the other did not, or differently."""
+    services = services_of(request)
+    try:
+        (name_a, data_a), (name_b, data_b) = await uploads(request, ("a", "b"))
+        first = await read_upload(services, name_a, data_a)
+        second = await read_upload(services, name_b, data_b)
+    except Refused as refused:
+        return page(request, "recordings_index", status=refused.status, compare_error=str(refused))
+    differences = diff_recordings(first, second)
+    return page(
+        request,
+        "comparison",
+        names=(name_a, name_b),
+        recordings=(first, second),
+        differences=[(item, describe(item)) for item in differences[:MAX_SHOWN]],
+        total=len(differences),
     )
 
 
@@ -148,12 +204,18 @@ def recording_events(recording: Recording) -> list[Event]:
     return events
 
 
-def _page(request: Request, block: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+def page(request: Request, block: str, *, status: int = 200, **context: Any) -> HTMLResponse:
     services = services_of(request)
     return services.templates.TemplateResponse(
         request,
         "recordings.html",
-        {"view": block, "error": context.pop("error", ""), **context},
+        {
+            "view": block,
+            "error": context.pop("error", ""),
+            "compare_error": context.pop("compare_error", ""),
+            "replay_error": context.pop("replay_error", ""),
+            **context,
+        },
         status_code=status,
     )
 
@@ -161,4 +223,5 @@ def _page(request: Request, block: str, *, status: int = 200, **context: Any) ->
 routes: list[BaseRoute] = [
     Route("/recordings", index, name="recordings"),
     Route("/recordings/open", open_recording, methods=["POST"], name="open_recording"),
+    Route("/recordings/compare", compare_recordings, methods=["POST"], name="compare_recordings"),
 ]
