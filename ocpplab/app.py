@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,8 +63,15 @@ class Ocpplab(Starlette):
         await super().__call__(scope, receive, send)
 
 
+# Static files: the vendored ones have their version in their path and never change; ours
+# (app.js, app.css) are revalidated after a few minutes (StaticFiles answers 304 by ETag).
+VENDOR_CACHE = b"public, max-age=31536000, immutable"
+STATIC_CACHE = b"public, max-age=300"
+
+
 class SecurityHeaders:
-    """CSP without inline script, and the usual hardening headers, on every HTTP response."""
+    """CSP without inline script, and the usual hardening headers, on every HTTP response;
+    cache headers on static files."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -81,6 +89,10 @@ class SecurityHeaders:
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"same-origin"),
                 ]
+                path: str = scope["path"]
+                if path.startswith("/static/") and message.get("status") in {200, 304}:
+                    vendored = path.startswith("/static/vendor/")
+                    headers.append((b"cache-control", VENDOR_CACHE if vendored else STATIC_CACHE))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -211,6 +223,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=errors.EXCEPTION_HANDLERS,
         middleware=[
+            Middleware(GZipMiddleware, minimum_size=1024),
             Middleware(SecurityHeaders),
             Middleware(RequestGuard, settings=settings),
             Middleware(DashboardAuth, password=settings.dashboard_password),

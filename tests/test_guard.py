@@ -495,3 +495,52 @@ async def test_guesses_sent_at_once_from_one_source_wait_their_turn(
     assert refused_at_once[0] < checked[0]
     # One at a time: 0.25 + 0.5 + 1 + 2 seconds, not the longest of them.
     assert checked[-1] >= 3.7
+
+
+@pytest.mark.parametrize(
+    ("pasted", "expected"),
+    [
+        ("ws://127.0.0.1:8000/ocpp/CP-7", "/chargers/CP-7"),
+        ("wss://lab.example/prefix/ocpp/CP%208/", "/chargers/CP%208"),
+    ],
+)
+async def test_a_pasted_charger_url_opens_that_charger(pasted: str, expected: str) -> None:
+    async with serve() as server, httpx.AsyncClient(base_url=server.http) as client:
+        response = await client.post("/start", data={"identity": pasted})
+
+    assert response.status_code == 303
+    assert response.headers["location"].endswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("pasted", "said"),
+    [
+        ("ws://127.0.0.1:8000/ocpp/", "without a charger identity"),
+        ("ws://127.0.0.1:8000/ocpp/CP-1/extra", "cannot contain"),
+    ],
+)
+async def test_a_pasted_url_without_one_identity_is_refused_saying_why(
+    pasted: str, said: str
+) -> None:
+    async with serve() as server, httpx.AsyncClient(base_url=server.http) as client:
+        response = await client.post("/start", data={"identity": pasted})
+
+    assert response.status_code == 422
+    assert said in response.text
+
+
+async def test_static_files_are_compressed_and_cached() -> None:
+    async with serve() as server, httpx.AsyncClient(base_url=server.http) as client:
+        vendored = await client.get(
+            "/static/vendor/htmx-2.0.11/htmx.min.js", headers={"Accept-Encoding": "gzip"}
+        )
+        ours = await client.get("/static/app.css", headers={"Accept-Encoding": "gzip"})
+        plain = await client.get("/static/app.css", headers={"Accept-Encoding": "identity"})
+
+    assert vendored.headers["content-encoding"] == "gzip"
+    assert "immutable" in vendored.headers["cache-control"]
+    assert ours.headers["cache-control"] == "public, max-age=300"
+    assert ours.headers["content-encoding"] == "gzip"
+    assert int(vendored.headers["content-length"]) < len(vendored.content)
+    assert "content-encoding" not in plain.headers
+    assert plain.text == ours.text

@@ -26,10 +26,19 @@ def identity_problem(identity: str, max_length: int) -> str | None:
 def from_user_input(text: str) -> str:
     """What a person most likely meant by `text` in the identity box.
 
-    Installers paste whole URLs (QUIRKS.md): `ws://host/ocpp/CP-1` means `CP-1`.
+    Installers paste whole URLs (QUIRKS.md): `ws://host/ocpp/CP-1` means `CP-1`. Of a URL
+    with `/ocpp/` in its path, the identity is what follows it, all of it: the central
+    system's own URL (`…/ocpp/`) then has none, and `…/ocpp/CP-1/extra` one with a `/`, and
+    `identity_problem` says so, instead of a charger named `ocpp` or `extra`.
     """
     text = text.strip()
     if "://" in text:
-        path = urlsplit(text).path.rstrip("/")
-        text = unquote(path.rsplit("/", 1)[-1])
+        path = urlsplit(text).path
+        _, marker, rest = path.partition("/ocpp/")
+        if marker:
+            text = unquote(rest.rstrip("/"))
+        elif path.rstrip("/").endswith("/ocpp") or path == "/ocpp":
+            text = ""
+        else:
+            text = unquote(path.rstrip("/").rsplit("/", 1)[-1])
     return text

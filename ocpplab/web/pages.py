@@ -77,6 +77,11 @@ async def start(request: Request) -> Response:
     raw = str(form.get("identity", ""))
     identity = from_user_input(raw)
     problem = identity_problem(identity, services.settings.max_identity_length)
+    if problem and "://" in raw and not identity:
+        problem = (
+            "that is the central system's URL, without a charger identity: type the identity "
+            "the charger uses (what it appends after /ocpp/), or paste the charger's whole URL"
+        )
     if problem:
         return await render_index(request, services, identity=raw, error=problem, status=422)
     url = request.url_for("charger_page", identity=identity)
