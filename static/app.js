@@ -73,7 +73,7 @@
     var now = Date.now();
     document.querySelectorAll("time.countdown").forEach(function (el) {
       var left = Math.max(0, Math.round((Date.parse(el.getAttribute("datetime")) - now) / 1000));
-      el.textContent = left + " s left";
+      el.textContent = left + " s";
     });
   }
   setInterval(updateCountdowns, 1000);
