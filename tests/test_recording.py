@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from websockets.typing import Subprotocol
 from ocpplab.config import Settings
 from tests.support import exchange, ocpp_charger, page_socket, raw_charger, serve
 from tests.test_redis_processes import Instance, api_client, wait_connected
+from tests.test_replay_recording import simulate_replay
 
 # Frames with odd spacing, escapes and non-ASCII text: kept exactly as sent.
 BOOT = '[2, "b1",  "BootNotification", {"chargePointVendor": "Vé\\u00e9", "chargePointModel": "M"}]'
@@ -236,33 +236,15 @@ async def test_a_recording_of_the_ocpp_packages_charge_point_replays_against_ocp
         path = tmp_path / "charge-point.ndjson"
         path.write_text((await download(client, identity)).text, "utf-8")
 
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ocpplab",
-            "simulate",
-            f"{server.ws}/ocpp/",
-            "--replay",
-            str(path),
-            "--speed",
-            "4",
-            "--identity",
-            "rec-cp-again",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        returncode, out, err = await simulate_replay(
+            f"{server.ws}/ocpp/", path, speed=4, identity="rec-cp-again"
         )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), 60)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
         replayed = (await client.get("/api/chargers/rec-cp-again")).json()
 
     assert reset.status_code == 502, reset.text  # this ChargePoint has no Reset handler
-    assert process.returncode == 0, (out.decode(), err.decode())
-    assert "charger calls sent / answered   4 / 4" in out.decode()
-    assert "no answers differ from the recorded ones" in out.decode()
+    assert returncode == 0, (out, err)
+    assert "charger calls sent / answered   4 / 4" in out
+    assert "no answers differ from the recorded ones" in out
     assert replayed["connected"] is False
 
 

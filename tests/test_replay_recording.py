@@ -240,37 +240,47 @@ def recorded_sequence() -> list[tuple[str, str, str]]:
     ]
 
 
+async def simulate_replay(
+    url: str, path: Path, *, speed: float, identity: str
+) -> tuple[int | None, str, str]:
+    """`ocpplab simulate URL --replay PATH` as a person runs it: exit status, out, err."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ocpplab",
+        "simulate",
+        url,
+        "--replay",
+        str(path),
+        "--speed",
+        str(speed),
+        "--identity",
+        identity,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    return process.returncode, out.decode(), err.decode()
+
+
 async def test_replay_against_ocpplab_reproduces_the_calls_in_order_and_matches(
     server: RunningServer, tmp_path: Path
 ) -> None:
     path = tmp_path / "session.ndjson"
     path.write_text(SESSION, "utf-8")
     async with page_socket(server, "rec-1") as page:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ocpplab",
-            "simulate",
-            f"{server.ws}/ocpp/",
-            "--replay",
-            str(path),
-            "--speed",
-            "4",
-            "--identity",
-            "rec-1",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        returncode, out, err = await simulate_replay(
+            f"{server.ws}/ocpp/", path, speed=4, identity="rec-1"
         )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), 60)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
         await page.wait_for("Charger disconnected", timeout=10)
         fragments = "".join(page.received)
-    assert process.returncode == 0, (out.decode(), err.decode())
-    text = out.decode()
+    assert returncode == 0, (out, err)
+    text = out
     assert "replayed session 's1' as 'rec-1': the recording was played to its end" in text
     assert "charger calls sent / answered   6 / 6" in text
     assert "no answers differ from the recorded ones" in text

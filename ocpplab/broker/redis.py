@@ -75,9 +75,9 @@ if (tonumber(redis.call('GET', KEYS[1])) or 0) > tonumber(ARGV[1]) then return 0
 redis.call('DEL', KEYS[2])
 return 1
 """
-# KEYS[1] the list, KEYS[2] its size in characters; ARGV[1] ttl ms, ARGV[2] max, then values.
-# Lengths are in characters on our side: the values are sent as given, and STRLEN-free
-# accounting in Lua would count bytes, so the caller passes each value's length first.
+# KEYS[1] the list, KEYS[2] its size; ARGV[1] the TTL in ms, ARGV[2] the most it may hold,
+# then each value's length and the value. The size counts characters, as the memory broker
+# does: Lua's string length would count UTF-8 bytes, so the caller passes the lengths.
 APPEND_BOUNDED = """
 local size = tonumber(redis.call('GET', KEYS[2])) or 0
 local max = tonumber(ARGV[2])

@@ -39,7 +39,6 @@ from ocpplab.core.frames import (
     Outbox,
     Outgoing,
     check_call,
-    dumps_compact,
     encodable,
     frame_start,
     message_type_name,
@@ -71,6 +70,7 @@ from ocpplab.core.messages import (
     Watch,
 )
 from ocpplab.core.ratelimit import RateLimit
+from ocpplab.core.recording import line_text
 from ocpplab.core.replay import FrameRecord, Replay, ReplayBudget, frame_size, shrunk, truncated
 from ocpplab.core.responder import (
     Hold,
@@ -271,7 +271,7 @@ class Connection:
             return
         connected = self.connected
         self._recorded = [
-            _line(
+            line_text(
                 "connected",
                 self.clock.now(),
                 session=connected.session,
@@ -755,7 +755,7 @@ class Connection:
         self.emit(Disconnected(code=code, reason=reason), always=True)
         if self._recorded is not None:
             self._recorded.append(
-                _line(
+                line_text(
                     "disconnected",
                     self.clock.now(),
                     session=self.session,
@@ -828,7 +828,7 @@ class Connection:
             self._events.append(frame_event(record, self.session))
         if self._recorded is not None:  # the exact text, however long: the limit bounds it
             self._recorded.append(
-                _line(
+                line_text(
                     "frame", at or self.clock.now(), session=self.session, dir=direction, text=text
                 )
             )
@@ -908,12 +908,6 @@ class Connection:
                 timers.pop()
                 heapq.heapify(timers)
                 return
-
-
-def _line(kind: str, at: datetime.datetime | str, **fields: Any) -> str:
-    """One line of a recording (README "Recordings"): its type, its time, its fields."""
-    when = at if isinstance(at, str) else format_time(at)
-    return dumps_compact({"type": kind, "t": when, **fields})
 
 
 def _spread(seconds: float) -> float:

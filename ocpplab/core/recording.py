@@ -39,6 +39,7 @@ from ocpplab.core.frames import (
     CallResult,
     Frame,
     InvalidFrame,
+    dumps_compact,
     encodable,
     message_type_name,
     parse,
@@ -177,6 +178,16 @@ class Truncated:
 
 
 Line = Header | Connected | FrameLine | Disconnected | RulesChanged | Truncated
+
+
+def line_text(kind: str, at: datetime.datetime | str, **fields: Any) -> str:
+    """A line as the server writes it while recording (no `\n`): its type, time, fields.
+
+    The same JSON as `encode_line` gives for the line it reads back as; `dumps_compact`,
+    like it, writes a lone surrogate as its escape.
+    """
+    when = at if isinstance(at, str) else format_time(at)
+    return dumps_compact({"type": kind, "t": when, **fields})
 
 
 def encode_line(line: Line) -> str:

@@ -32,18 +32,13 @@ from ocpplab.core.clock import Clock
 from ocpplab.core.errors import BrokerError
 from ocpplab.core.frames import dumps_compact
 from ocpplab.core.messages import Record, RecordingState
+from ocpplab.core.recording import FORMAT, VERSION, line_text
 from ocpplab.core.responder import format_time
 from ocpplab.logs import log_failure
 
 logger = logging.getLogger("ocpplab.server.recorder")
 
-FORMAT = "ocpplab-recording"
-VERSION = 1
 TRUNCATED_ROOM = 1024  # the closing `truncated` line may pass the limit by this much
-
-
-def line(kind: str, at: str, **fields: Any) -> str:
-    return dumps_compact({"type": kind, "t": at, **fields})
 
 
 class Recorder:
@@ -89,7 +84,7 @@ class Recorder:
         await self._set_state(identity, state)
         from ocpplab import __version__
 
-        header = line(
+        header = line_text(
             "recording",
             now,
             format=FORMAT,
@@ -97,7 +92,7 @@ class Recorder:
             identity=identity,
             ocpplab=__version__,
         )
-        await self._append_now(identity, [header, line("rules", now, settings=settings_json)])
+        await self._append_now(identity, [header, line_text("rules", now, settings=settings_json)])
         await self._announce(identity, on=True, started=now)
         return state
 
@@ -124,7 +119,8 @@ class Recorder:
         """A rule changed: recorded when the identity is being recorded."""
         if (await self.state(identity))["on"]:
             self.append(
-                identity, [line("rules", format_time(self.clock.now()), settings=settings_json)]
+                identity,
+                [line_text("rules", self.clock.now(), settings=settings_json)],
             )
 
     # Appending
@@ -164,7 +160,7 @@ class Recorder:
         reason = (
             f"the recording reached its limit of {limit:,} characters (OCPPLAB_RECORDING_LIMIT)"
         )
-        closing = line("truncated", format_time(self.clock.now()), reason=reason)
+        closing = line_text("truncated", self.clock.now(), reason=reason)
         await self.broker.append_bounded(key, [closing], ttl, limit + TRUNCATED_ROOM)
         self._pending.pop(identity, None)
         state = await self.state(identity)
