@@ -309,3 +309,27 @@ async def test_the_dashboard_replays_a_recording_as_a_charger_of_this_server() -
     assert "speed" in bad_speed.text
     assert not_a_recording.status_code == 422
     assert "line 1" in not_a_recording.text
+
+
+async def test_uploads_past_the_bound_are_refused_before_their_body_is_read() -> None:
+    from ocpplab.web.recordings import MAX_UPLOADS
+
+    async with serve() as server, httpx.AsyncClient(base_url=server.http) as client:
+        services = server.app.state.services
+        services.uploads = MAX_UPLOADS  # as many as are allowed are being read
+        busy = [
+            await client.post(path, files=files)
+            for path, files in (
+                ("/recordings/open", {"recording": ("r.ndjson", "x")}),
+                ("/recordings/compare", {"a": ("a.ndjson", "x"), "b": ("b.ndjson", "x")}),
+                ("/recordings/replay", {"recording": ("r.ndjson", "x")}),
+            )
+        ]
+        services.uploads = 0
+        free = await client.post("/recordings/open", files={"recording": ("r.ndjson", "x")})
+        counted = services.uploads
+
+    assert [response.status_code for response in busy] == [503, 503, 503]
+    assert all("other uploads" in response.text for response in busy)
+    assert free.status_code == 422  # read, and refused as not a recording
+    assert counted == 0  # the place was given back

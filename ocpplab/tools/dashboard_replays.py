@@ -23,7 +23,7 @@ from ocpplab.core.identity import identity_problem
 from ocpplab.logs import log_failure
 from ocpplab.tools.dashboard_chargers import Simulations
 from ocpplab.tools.replay import MAX_SPEED, ReplayEngine, replay
-from ocpplab.web.recordings import Refused, page, read_upload, uploads
+from ocpplab.web.recordings import Refused, page, read_upload, upload_slot, uploads
 from ocpplab.web.services import services_of
 
 logger = logging.getLogger("ocpplab.tools.dashboard_replays")
@@ -78,7 +78,9 @@ async def start_replay(request: Request) -> Response:
                 "from a terminal with ocpplab simulate URL --replay FILE --password …",
             )
         query = {"identity": "", "speed": "1"}
-        [(name, data)] = await uploads(request, ("recording",), query)
+        with upload_slot(services):
+            [(name, data)] = await uploads(request, ("recording",), query)
+            recording = await read_upload(services, name, data)
         identity = query["identity"].strip() or f"replay-{secrets.token_hex(3)}"
         problem = identity_problem(identity, services.settings.max_identity_length)
         if problem:
@@ -89,7 +91,6 @@ async def start_replay(request: Request) -> Response:
             raise Refused(422, "The speed must be a number, such as 1 or 4.") from None
         if not 0 < speed <= MAX_SPEED:
             raise Refused(422, f"The speed must be above 0 and at most {MAX_SPEED:g}.")
-        recording = await read_upload(services, name, data)
         try:
             engine = ReplayEngine(recording, speed=speed, identity=identity)
         except ValueError as exc:

@@ -9,6 +9,8 @@ number of the line that is wrong.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from markupsafe import Markup
@@ -39,6 +41,9 @@ from ocpplab.web.services import Services, services_of
 from ocpplab.web.templating import render_block
 
 MAX_SHOWN = 2000  # entries rendered into one page; the rest is counted
+# Uploads read and parsed at once per process: each may hold four times the recording
+# limit in memory (eight to compare), so a stranger's uploads cannot add up unbounded.
+MAX_UPLOADS = 2
 UPLOAD_SLACK = 64 * 1024  # multipart framing around the file
 
 
@@ -64,6 +69,19 @@ class Refused(Exception):
     def __init__(self, status: int, text: str) -> None:
         super().__init__(text)
         self.status = status
+
+
+@contextlib.contextmanager
+def upload_slot(services: Services) -> Iterator[None]:
+    """One of the `MAX_UPLOADS` places for an upload being read; refused (503) when full,
+    before its body is read."""
+    if services.uploads >= MAX_UPLOADS:
+        raise Refused(503, "The server is reading other uploads; try again in a moment.")
+    services.uploads += 1
+    try:
+        yield
+    finally:
+        services.uploads -= 1
 
 
 async def uploads(
@@ -116,8 +134,9 @@ async def read_upload(services: Services, name: str, data: bytes) -> Recording:
 async def open_recording(request: Request) -> Response:
     services = services_of(request)
     try:
-        [(filename, data)] = await uploads(request, ("recording",))
-        result = await read_upload(services, filename, data)
+        with upload_slot(services):
+            [(filename, data)] = await uploads(request, ("recording",))
+            result = await read_upload(services, filename, data)
     except Refused as refused:
         return page(request, "recordings_index", status=refused.status, error=str(refused))
     upload_name = filename
@@ -142,9 +161,10 @@ async def compare_recordings(request: Request) -> Response:
     """Two recordings side by side: what one did that the other did not, or differently."""
     services = services_of(request)
     try:
-        (name_a, data_a), (name_b, data_b) = await uploads(request, ("a", "b"))
-        first = await read_upload(services, name_a, data_a)
-        second = await read_upload(services, name_b, data_b)
+        with upload_slot(services):
+            (name_a, data_a), (name_b, data_b) = await uploads(request, ("a", "b"))
+            first = await read_upload(services, name_a, data_a)
+            second = await read_upload(services, name_b, data_b)
     except Refused as refused:
         return page(request, "recordings_index", status=refused.status, compare_error=str(refused))
     differences = diff_recordings(first, second)

@@ -34,6 +34,7 @@ class Services:
     extra_renderers: dict[str, ExtraRenderer] = dataclasses.field(default_factory=dict)
     # Open page live sockets by client address (`OCPPLAB_MAX_PAGES`).
     open_pages: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    uploads: int = 0  # uploaded recordings being read (web/recordings.py, MAX_UPLOADS)
 
     def state_template(self, dialect_name: str | None) -> str:
         """The state panel's template for a charger speaking the dialect of that name."""
