@@ -23,8 +23,9 @@ from ocpplab.dialects import DIALECTS
 from ocpplab.server.central import CentralSystem
 from ocpplab.server.gateway import Gateway
 from ocpplab.tools import dashboard_chargers as simulation
-from ocpplab.tools import dashboard_replays
-from ocpplab.web import api, checks, configure, errors, operations, pages, recordings
+from ocpplab.tools import dashboard_checks, dashboard_replays
+from ocpplab.tools.check_runs import CheckRuns, simulated_actors
+from ocpplab.web import api, configure, errors, operations, pages, recordings
 from ocpplab.web.guard import DashboardAuth, RequestGuard
 from ocpplab.web.live import serve_page_socket
 from ocpplab.web.services import Services
@@ -127,6 +128,7 @@ def create_app(
 
     simulations = simulation.Simulations(settings, gateway, clock)
     replays = dashboard_replays.Replays(settings, simulations)
+    check_runs = CheckRuns(services.central, broker, dialects[0].checks, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -135,6 +137,7 @@ def create_app(
         try:
             yield
         finally:
+            await check_runs.stop_all()
             await replays.stop_all()
             await simulations.stop_all()
             await gateway.stop()
@@ -209,7 +212,7 @@ def create_app(
             name="api_held",
         ),
         *recordings.routes,
-        *checks.routes,
+        *dashboard_checks.routes,
         *configure.routes,
         *operations.routes,
         *simulation.routes,
@@ -233,4 +236,6 @@ def create_app(
     app.gateway = gateway
     simulation.install(app, simulations)
     app.state.replays = replays
+    app.state.check_runs = check_runs
+    check_runs.actors = simulated_actors(simulations)
     return app

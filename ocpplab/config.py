@@ -189,6 +189,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Bytes of recent frames kept for all chargers of this process together.",
     ),
     Setting(
+        "history_ttl",
+        "3600",
+        _seconds,
+        "Seconds a charger's last connection (its recent frames, close code and reason) is "
+        "kept in memory after it ends, for pages opened later; a stopped simulated charger "
+        "can be started again for as long. 0: not kept.",
+    ),
+    Setting(
         "recording_limit",
         "16777216",
         _positive_int,
@@ -294,6 +302,7 @@ class Settings:
     replay_size: int = 200
     replay_bytes: int = 262144
     replay_total_bytes: int = 67108864
+    history_ttl: float = 3600.0
     recording_limit: int = 16777216
     recording_ttl: float = 3600.0
     max_frame_size: int = 1048576

@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ocpplab.config import Settings
 from ocpplab.core import connection
+from tests.page_support import expand, search, wait_line
 from tests.support import exchange, page_socket, raw_charger, serve
 
 
@@ -56,6 +57,8 @@ async def test_frames_over_the_rate_limit_get_a_callerror_and_one_notice_not_one
         await asyncio.sleep(1.0)  # the bucket refills: the connection still works
         ok = await exchange(charger, [2, "after", "Heartbeat", {}])
         log = await page.drain(0.5)
+        found = await search(page, "hb-25")  # nor in the frames the page keeps for expanding
+        kept = await search(page, "hb-5")
         await charger.close()
 
     answered = [reply for reply in replies if reply[0] == 3]
@@ -68,6 +71,8 @@ async def test_frames_over_the_rate_limit_get_a_callerror_and_one_notice_not_one
     assert len(parsed) == 11
     assert log.count("rate limit of 5 frames/s exceeded") == 1
     assert "hb-25" not in log
+    assert found == []
+    assert len(kept) == 1  # an answered frame is found, so the search itself works
 
 
 async def test_a_charger_that_keeps_flooding_is_disconnected_with_the_reason_on_its_page() -> None:
@@ -183,13 +188,17 @@ async def test_the_replay_is_bounded_in_bytes_and_big_frames_are_kept_truncated(
         kept = session.connection.replay.bytes
         async with page_socket(server, identity) as page:
             opened = await page.drain(1.0)
+            big_line = await wait_line(page, "dt-19", dir="in", type="CALL")
+            detail = await expand(page, big_line)
         await charger.close()
 
     assert kept <= 40_000
     assert len(opened.encode()) < 200_000  # a page open sends a bounded replay
-    assert "last" in opened
+    assert 'data-unique-id="last"' in opened
+    assert 'data-unique-id="dt-0"' not in opened  # the oldest frames went out of the replay
     size = len(json.dumps([2, "dt-19", "DataTransfer", big]))
-    assert f"A frame of {size:,} characters: only its first 10,000 are kept and shown." in opened
+    assert f"A frame of {size:,} characters: only its first 10,000 are kept and shown." in detail
+    assert len(detail.encode()) < 100_000  # what the page is sent of it is bounded too
 
 
 async def test_the_replay_budget_of_the_process_holds_for_many_chargers() -> None:

@@ -75,5 +75,5 @@ def test_a_schema_error_is_shown_next_to_the_field(page: Any, server: RunningSer
     error = page.locator("#rf-BootNotification-field-interval-error")
     error.wait_for()
     assert error.inner_text() == "must be a whole number"
-    assert page.get_by_label("interval").input_value() == "fifteen"
+    assert editor.get_by_label("interval").input_value() == "fifteen"
     assert boot(server, "CP-9").status == "Accepted"  # nothing was saved

@@ -137,6 +137,7 @@ async def test_a_private_dashboard_works_in_the_browser(browser: Any) -> None:
         await page.get_by_role("button", name="Start").click()
         await page.wait_for_url(f"{server.http}/chargers/CP-1")
         await page.get_by_text("Live updates: on").wait_for()
+        await page.get_by_role("tab", name="State").click()
         async with ocpp_charger(server.charger_url("CP-1"), "CP-1") as charger:
             await charger.call(
                 call.BootNotification(charge_point_model="Behind", charge_point_vendor="Login")

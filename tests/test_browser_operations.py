@@ -99,6 +99,7 @@ def open_charger_page(browser: Any, url: str, **context: Any) -> Any:
     page.goto(url)
     expect(page.locator("#live-status")).to_have_text("Live updates: on")
     expect(page.locator("#status")).to_contain_text("Connected")
+    page.get_by_role("tab", name="Operations").click()
     return page
 
 
@@ -120,8 +121,13 @@ def test_send_reset_soft_from_the_page_and_see_the_answer(browser: Any) -> None:
         row = page.locator(f'#calls li[data-unique-id="{unique_id}"]')
         expect(row).to_contain_text("Answered in")
         expect(row.locator(".call-status")).to_have_text("Accepted")
-        answer = page.locator(f'#log li.type-callresult[data-unique-id="{unique_id}"]')
-        expect(answer).to_contain_text('"status": "Accepted"')
+        # the outcome shows right under the Send button, in view
+        outcome = page.locator("#op-feedback .op-outcome")
+        expect(outcome).to_contain_text("Answered in")
+        expect(outcome).to_contain_text("Accepted")
+        expect(outcome).to_be_in_viewport()
+        line = page.locator(f'#log li[data-unique-id="{unique_id}"]')
+        expect(line).to_contain_text("Reset")
     assert charger.resets == ["Soft"]
 
 
@@ -146,14 +152,15 @@ def test_keyboard_only_on_a_phone_fix_a_missing_value_and_send(browser: Any) -> 
         keyboard.press("ArrowUp")
         keyboard.press("ArrowUp")
         expect(type_field).to_have_value("")  # "— choose —": a required value left out
-        for _ in range(3):  # past "Send anyway" and "Expert"
+        for _ in range(4):  # past "Send anyway", "Expert" and "Edit as JSON"
             keyboard.press("Tab")
         expect(page.locator("#op-send")).to_be_focused()
         keyboard.press("Enter")
 
         expect(page.locator("#op-field-type-error")).to_contain_text("required")
         expect(page.locator("#op-feedback")).to_contain_text("Not sent.")
-        expect(page.locator("#op-send")).to_be_focused()  # still where the person was
+        # the focus goes to the list of the form's problems (templates/_fields.html), never <body>
+        expect(page.locator("#op-error-summary")).to_be_focused()
 
         type_field.focus()
         keyboard.press("ArrowDown")

@@ -45,8 +45,8 @@ async def test_record_download_open_shows_the_same_frames(
             call.BootNotification(charge_point_model="Rec Model", charge_point_vendor="Rec Co")
         )
         await charger.call(call.Heartbeat())
-        await page.locator("#log .frame.dir-out", has_text="currentTime").first.wait_for()
-    await page.locator("#status", has_text="Disconnected").wait_for()
+        await page.locator("#log li.in", has_text="Heartbeat").first.wait_for()
+    await page.locator("#status", has_text="Offline").wait_for()
     await page.get_by_role("button", name="Stop recording").click()
     await page.get_by_role("button", name="Record").wait_for()
 

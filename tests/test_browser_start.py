@@ -42,6 +42,7 @@ async def test_start_then_a_charger_boot_appears_live(browser: Any, server: Runn
     await page.wait_for_url(f"{server.http}/chargers/CP-1")
     await page.get_by_text("Live updates: on").wait_for()
     await page.get_by_text("Waiting for the charger to connect").wait_for()
+    await page.get_by_role("tab", name="State").click()
 
     async with ocpp_charger(server.charger_url("CP-1"), "CP-1") as charger:
         result = await charger.call(
@@ -49,14 +50,13 @@ async def test_start_then_a_charger_boot_appears_live(browser: Any, server: Runn
         )
         assert result.status == "Accepted"
 
-        incoming = page.locator("#log .frame.dir-in", has_text="BootNotification")
-        await incoming.wait_for()
-        assert "Vendor Y" in await incoming.inner_text()
-        await page.locator("#log .frame.dir-out", has_text="Accepted").wait_for()
+        await page.locator("#log li.in", has_text="BootNotification").wait_for()
         await page.locator("#status", has_text="Connected").wait_for()
+        await page.locator("#glance", has_text="Boot answered Accepted").wait_for()
+        await page.locator("#state", has_text="Vendor Y").wait_for()
         await page.locator("#state", has_text="Model X").wait_for()
 
-    await page.locator("#status", has_text="Disconnected").wait_for()
+    await page.locator("#status", has_text="Offline since").wait_for()
     assert errors == [], errors
 
 
@@ -77,6 +77,7 @@ async def test_pages_fit_a_phone_screen(browser: Any, server: RunningServer) -> 
                 firmware_version="f" * 50,
             )
         )
-        await page.locator("#log .frame.dir-out").wait_for()
+        await page.locator("#log li.in", has_text="BootNotification").wait_for()
+        await page.get_by_role("tab", name="State").click()
         await page.locator("#state", has_text="MMMM").wait_for()
         assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

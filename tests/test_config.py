@@ -60,6 +60,7 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("port", "eighty", "invalid literal"),
     ("recording_limit", "0", "at least 1"),
     ("recording_ttl", "0", "more than 0"),
+    ("history_ttl", "-1", "0 or more"),
     ("port", "70000", "between 0 and 65535"),
     ("redis_url", "http://127.0.0.1:6379", "redis://"),
     ("workers", "0", "at least 1"),

@@ -12,6 +12,7 @@ import pytest
 from ocpp.v16 import call
 
 from ocpplab.config import Settings
+from tests.page_support import exact_frames, expand_until, wait_line
 from tests.support import (
     RunningServer,
     exchange,
@@ -78,9 +79,11 @@ async def test_a_manual_answer_reaches_the_charger_exactly(server: RunningServer
             assert response.status_code == 200
             result = await pending
             assert result.id_tag_info == {"status": "Blocked", "parent_id_tag": "PARENT"}
-            # the log shows what the charger received, byte for byte
+            # the log shows what the charger received, byte for byte, on the call's line
             raw = json.dumps([3, unique_id, edited], separators=(",", ":"))
-            await page.wait_for(raw.replace('"', "&#34;"))
+            number = await wait_line(page, unique_id, dir="in", type="CALL")
+            detail = await expand_until(page, number, "CALLRESULT")
+            assert exact_frames(detail)[1] == raw
             # a second answer is too late
             late = await http.post(f"/api/chargers/CP-1/held/{unique_id}", json={"ignore": True})
             assert late.status_code == 410
@@ -266,7 +269,7 @@ async def test_an_invalid_payload_lists_every_violation_and_can_be_forced(
         assert "Not saved" in form.text
         assert "in 3 place(s)" in form.text  # bad enum, wrong type, missing currentTime
         assert "&#39;Maybe&#39; is not one of" in form.text
-        assert "&#39;currentTime&#39; is a required property" in form.text
+        assert "required, but left empty (OccurenceConstraintViolation)" in form.text
         api = await http.put(
             "/api/chargers/CP-1/responses/BootNotification",
             json={"mode": "custom", "payload": invalid},

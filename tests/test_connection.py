@@ -1698,3 +1698,33 @@ def test_new_settings_with_the_same_rules_keep_the_positions(clock: ManualClock)
 
     assert positions(conn.events_to_publish()) == []
     assert answer(conn, BOOT_N.format(n=2)) == [REJECTED_N.format(n=2)]
+
+
+def test_a_cut_command_asks_to_close_the_connection(clock: ManualClock) -> None:
+    from ocpplab.core.messages import CutConnection
+
+    connection = connect(clock)
+    assert connection.close_requested is None
+    connection.receive_command(CutConnection(seconds=30))
+    assert connection.close_requested == (1001, "cut on purpose for 30 s")
+
+
+def test_the_answer_to_a_raw_call_from_a_page_is_paired_with_it(clock: ManualClock) -> None:
+    from ocpplab.core.messages import SendRaw
+
+    conn = connect(clock)
+    conn.receive_command(SendRaw(text='[2,"raw-1","Reset",{"type":"Soft"}]'))
+    conn.data_to_send()
+    conn.events_to_publish()
+    conn.receive_text('[3,"raw-1",{"status":"Accepted"}]')
+    (frame,) = [e for e in conn.events_to_publish() if isinstance(e, FrameEvent)]
+    assert frame.action == "Reset"
+    assert frame.note == "answers a raw frame sent from a page"
+    assert frame.violations == []
+    conn.receive_text('[3,"raw-1",{"status":"Accepted"}]')  # a second answer: in flight no more
+    (again,) = [e for e in conn.events_to_publish() if isinstance(e, FrameEvent)]
+    assert again.note == "answers no call in flight (unique id 'raw-1')"
+    conn.receive_command(SendRaw(text='[2,"raw-2","Reset",{"type":"Soft"}]'))
+    conn.receive_text('[3,"raw-2",{"status":"Maybe"}]')
+    (bad,) = [e for e in conn.events_to_publish() if isinstance(e, FrameEvent) and e.dir == "in"]
+    assert bad.violations, "the answer is checked against Reset's response schema"

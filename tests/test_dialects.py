@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import re
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from websockets.typing import Subprotocol
 from ocpplab.core.dialect import AnswerContext, Dialect
 from ocpplab.core.schemas import SchemaSet
 from ocpplab.dialects import DIALECTS
+from tests.page_support import expand, line_numbers
 from tests.support import exchange, page_socket, serve
 
 SCHEMAS: dict[tuple[str, bool], dict[str, Any]] = {
@@ -115,6 +117,9 @@ async def test_a_made_up_dialect_is_answered_checked_and_commanded_through_the_r
                 custom = await exchange(charger, [2, "p4", "Ping", {"n": 5}])
                 invalid_ping = await exchange(charger, [2, "p5", "Ping", {"n": -1}])
                 live = await page.drain(1.0)
+                # Shown as invalid: the line is marked, its expanded frames say why.
+                invalid_line = line_numbers(live, "p5", dir="in", type="CALL")
+                detail = await expand(page, invalid_line[0]) if invalid_line else ""
             status = (await client.get(f"/api/chargers/{identity}")).json()
             # A central-system call of the toy, sent through the API, answered by the charger.
             call = asyncio.create_task(
@@ -135,7 +140,9 @@ async def test_a_made_up_dialect_is_answered_checked_and_commanded_through_the_r
     assert invalid_ping == [3, "p5", {"pong": 7}]  # lenient: answered, and shown as invalid
     assert "p1" in opened  # the replay of frames before the page opened
     assert "p5" in live
-    assert "minimum" in live
+    assert re.search(rf'<span id="o{invalid_line[0]}" class="o [^"]*bad"', live)
+    assert '<em class="v" title="schema violations">⚠ 1</em>' in live
+    assert "minimum" in detail
     assert status["connected"] is True
     assert status["state"] == {"pings": 3, "last": -1}
     assert answered.status_code == 200, answered.text

@@ -15,6 +15,7 @@ from ocpplab.broker.memory import MemoryBroker
 from ocpplab.config import Settings
 from ocpplab.core.frames import Call, InvalidFrame, dumps_compact, encodable, parse
 from ocpplab.core.responder import format_time
+from tests.page_support import exact_frames, expand, wait_line
 from tests.support import exchange, page_socket, raw_charger, serve
 
 STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -103,12 +104,17 @@ async def test_a_page_opened_later_replays_frames_exactly_as_sent() -> None:
             server.app.state.services.gateway.sessions["CP-replay"].watched_until = 0.0
             await exchange(charger, '[2,"hb-2","Heartbeat",{ }]')
             async with page_socket(server, "CP-replay") as page:
-                html = await page.wait_for("hb-2")
+                second = await wait_line(page, "hb-2", dir="in", type="CALL")
+                first = await wait_line(page, "hb-1", dir="in", type="CALL")
+                replayed = [await expand(page, number) for number in (first, second)]
         finally:
             await charger.close()
-    assert "hb-1" in html
-    assert json.dumps(answer[2]["currentTime"]) in html.replace("&#34;", '"')
-    assert "{ }" in html
+    assert first < second  # oldest first
+    first_frames, second_frames = (exact_frames(detail) for detail in replayed)
+    assert first_frames[0] == heartbeat
+    assert json.dumps(answer[2]["currentTime"]) in first_frames[1]
+    assert json.loads(first_frames[1]) == [3, "hb-1", answer[2]]
+    assert second_frames[0] == '[2,"hb-2","Heartbeat",{ }]'
 
 
 class CountingBroker(MemoryBroker):

@@ -524,9 +524,16 @@ async def test_a_pasted_url_without_one_identity_is_refused_saying_why(
 ) -> None:
     async with serve() as server, httpx.AsyncClient(base_url=server.http) as client:
         response = await client.post("/start", data={"identity": pasted})
+        # Back to the landing page (303, so that a reload does not post again), which says why.
+        assert response.status_code == 303
+        location = httpx.URL(response.headers["location"])
+        landing = await client.get(location)
 
-    assert response.status_code == 422
-    assert said in response.text
+    assert location.path == "/"
+    assert "/chargers/" not in str(location)
+    assert landing.status_code == 200
+    assert 'role="alert"' in landing.text
+    assert said in landing.text
 
 
 async def test_static_files_are_compressed_and_cached() -> None:

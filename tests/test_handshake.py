@@ -96,3 +96,18 @@ async def test_an_accepted_charger_keeps_no_handshake_headers(server: RunningSer
         assert protocol.request is None
         assert protocol.response is None
         assert session.websocket.scope["headers"] == []
+
+
+async def test_a_refused_charger_is_answered_without_an_error_in_the_log(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(
+            server.charger_url("x" * 49),
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        ):
+            pass
+    assert refused.value.response.status_code == 400
+    await asyncio.sleep(0.1)
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors == []

@@ -17,8 +17,12 @@ from ocpplab.core.messages import (
     AnswerHeld,
     AnswerRefused,
     CancelCall,
+    CheckAbort,
+    CheckAnswer,
+    CheckProgress,
     Command,
     Connected,
+    CutConnection,
     Disconnected,
     Event,
     FrameEvent,
@@ -92,6 +96,11 @@ ALL_COMMANDS: list[Command] = [
     Record(on=False),
     RestartSequence(action="BootNotification"),
     RestartSequence(),
+    CutConnection(seconds=2.5),
+    CheckAnswer(token="q-1", done=True),
+    CheckAnswer(token="q-2", done=False),
+    CheckAbort(reason="stopped from the page"),
+    CheckAbort(),
 ]
 
 ALL_EVENTS: list[Event] = [
@@ -125,6 +134,7 @@ ALL_EVENTS: list[Event] = [
     SettingsChanged(settings={"rules": {}, "validation": "lenient"}, **STAMP),
     Gap(text="events may be missing here", **STAMP),
     RecordingState(on=False, truncated=True, started=AT, **STAMP),
+    CheckProgress(report={"profile": "core", "steps": [{"name": "boot", "ok": True}]}, **STAMP),
     SequencePosition(action="BootNotification", position=2, step=2, steps=2, **STAMP),
     SequencePosition(action="Authorize", **STAMP),
     # As a connection makes it: not stamped with a number (see test below).

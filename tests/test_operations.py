@@ -27,6 +27,7 @@ from ocpplab.web import operations
 from ocpplab.web.forms import build_fields
 from ocpplab.web.templating import dom_id
 from tests.official_schemas import assert_official
+from tests.page_support import expand, frames, pretty_frames, wait_line, wait_outcome
 from tests.support import (
     REDIS_URL,
     Charger,
@@ -393,12 +394,17 @@ async def test_the_calls_list_shows_a_call_sent_then_answered(
         unique_id = response.headers["x-unique-id"]
         waiting = await page.wait_for(f'{row_id(unique_id)} class="call call-waiting"')
         answered = await page.wait_for(f'{row_id(unique_id)} class="call call-result"')
-        log = await page.wait_for(f'type-callresult" data-unique-id="{unique_id}"')
+        number = await wait_line(page, unique_id, dir="out", type="CALL")
+        outcome = await wait_outcome(page, number, 'data-t="CALLRESULT"')
+        detail = await expand(page, number)
     assert 'hx-swap-oob="afterbegin"' in waiting  # the first news of a call inserts its row
     assert "Sent, waiting for the answer" in waiting
     assert 'class="countdown"' in waiting
     assert "Accepted" in answered
-    assert "&#34;status&#34;: &#34;Accepted&#34;" in log  # the frame itself is in the log
+    assert "answered in" in outcome
+    # the frame itself is in the log: the call's line, expanded, shows the charger's answer
+    assert '"status": "Accepted"' in pretty_frames(detail)[1]
+    assert frames(detail)[1] == [3, unique_id, {"status": "Accepted"}]
 
 
 async def test_a_page_opened_later_gets_the_calls_list_back(
@@ -429,11 +435,16 @@ async def test_a_callerror_is_a_502_and_shows_in_the_log_and_calls(
         assert response.status_code == 502
         body = response.json()
         unique_id = body["unique_id"]
-        log = await page.wait_for(f'type-callerror" data-unique-id="{unique_id}"')
+        number = await wait_line(page, unique_id, dir="out", type="CALL")
+        log = await wait_outcome(page, number, 'data-t="CALLERROR"')
+        detail = await expand(page, number)
         row = await page.wait_for(f'{row_id(unique_id)} class="call call-error"')
     assert body["callerror"]["code"] == "NotSupported"
     assert body["callerror"]["description"] == "this charger has a fixed cable"
-    assert "NotSupported" in log
+    assert "CALLERROR NotSupported" in log
+    assert 'class="o bad' in log
+    answer = frames(detail)[1]
+    assert answer[:4] == [4, unique_id, "NotSupported", "this charger has a fixed cable"]
     assert "CALLERROR NotSupported" in row
     assert "this charger has a fixed cable" in row
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from websockets.frames import Frame, Opcode
 
 from ocpplab.config import Settings
 from ocpplab.core.frames import MAX_DEPTH
+from tests.page_support import exact_frames, expand, wait_line, wait_outcome
 from tests.support import REDIS_URL, RunningServer, exchange, page_socket, raw_charger, serve
 
 MIB = 1024 * 1024
@@ -160,15 +162,22 @@ async def test_deep_nesting_gets_a_callerror_and_the_connection_and_page_live_on
         try:
             answer = await exchange(charger, f'[2,"deep-1","Heartbeat",{{"a":{deep}}}]')
             later = await exchange(charger, [2, "after-1", "Heartbeat", {}])
-            entry = await page.wait_for("after-1")
+            deep_line = await wait_line(page, "deep-1", dir="in", type="invalid")
+            after_line = await wait_line(page, "after-1", dir="in", type="CALL")
+            outcome = await wait_outcome(page, after_line, "answered")
+            shown = html.unescape(await expand(page, deep_line))
         finally:
             await charger.close()
     assert answer[:3] == [4, "deep-1", "FormationViolation"]
     assert f"deeper than {MAX_DEPTH} levels" in answer[3]
     assert later[:2] == [3, "after-1"]
-    shown = html.unescape("".join(page.received))
+    # The page lives on: the deep frame is a line marked invalid, the next one is answered.
+    assert re.search(
+        rf'<span id="o{deep_line}" class="o bad[^"]*">invalid frame', "".join(page.received)
+    )
     assert f"not read: arrays and objects nested deeper than {MAX_DEPTH} levels" in shown
-    assert "after-1" in entry
+    assert after_line > deep_line
+    assert 'data-t="CALLRESULT"' in outcome
 
 
 # Lone surrogates
@@ -190,7 +199,9 @@ async def test_lone_surrogates_are_answered_and_pages_keep_updating(
             await open_page.wait_for("after-1")
 
             async with page_socket(server, identity) as later_page:
-                replayed = await later_page.wait_for("after-1")
+                await wait_line(later_page, "after-1", dir="in", type="CALL")
+                boot_line = await wait_line(later_page, "boot-1", dir="in", type="CALL")
+                replayed = await expand(later_page, boot_line)
                 await exchange(charger, [2, "after-2", "Heartbeat", {}])
                 await later_page.wait_for("after-2")
             await open_page.wait_for("after-2")
@@ -202,7 +213,7 @@ async def test_lone_surrogates_are_answered_and_pages_keep_updating(
     assert boot[:2] == [3, "boot-1"]
     assert boot[2]["status"] == "Accepted"
     shown = html.unescape(replayed)
-    assert "boot-1" in shown
+    assert "boot-1" in exact_frames(replayed)[0]
     assert '"chargePointVendor": "\\udcff"' in shown  # the escape, as the charger wrote it
     assert page.status_code == 200
     assert "\\udcff" in html.unescape(page.text)

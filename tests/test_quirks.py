@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,17 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from ocpplab.config import Settings
+from tests.page_support import (
+    exact_frames,
+    expand,
+    expand_all,
+    frames,
+    line_numbers,
+    outcome_of,
+    wait_line,
+    wait_lines,
+    wait_outcome,
+)
 from tests.support import RunningServer, exchange, page_socket, serve
 
 BOOT = {"chargePointVendor": "Vendor", "chargePointModel": "Model"}
@@ -281,8 +293,15 @@ async def test_duplicate_unique_ids_are_answered_and_shown(
         assert (await exchange(charger, [2, "same", "Heartbeat", {}]))[:2] == [3, "same"]
         assert (await exchange(charger, [2, "same", "Heartbeat", {}]))[:2] == [3, "same"]
 
-        fragment = await page.wait_for("duplicate unique id")
-    assert "&#39;same&#39;" in fragment
+        await page.wait_for("answered in")
+        first, second = await wait_lines(page, "same", 2)
+        await wait_outcome(page, second, "answered")
+        details = [await expand(page, number) for number in (first, second)]
+    # The second line is marked with a note, which says why when expanded.
+    assert '<em class="n" title="see the note">ⓘ</em>' in outcome_of(page, second)
+    assert '<p class="note">' not in details[0]
+    assert "duplicate unique id &#39;same&#39;" in details[1]
+    assert [frame[:2] for frame in frames(details[1])] == [[2, "same"], [3, "same"]]
 
 
 BAD_FRAMES: list[tuple[str, list[Any] | None]] = [
@@ -312,10 +331,22 @@ async def test_malformed_frames_are_shown_and_the_connection_stays_open(
         # Nothing was owed for the rest, and the connection still answers.
         assert (await exchange(charger, [2, "after", "Heartbeat", {}]))[:2] == [3, "after"]
 
-        await page.wait_for("after")
-        shown = await page.drain(0.2)
+        after = await wait_line(page, "after", dir="in", type="CALL")
+        await wait_outcome(page, after, "answered")
+        listed = "".join(page.received)
+        shown = listed + await expand_all(page)
 
-    assert shown.count("type-invalid") == 6
+    assert len(line_numbers(listed, type="invalid")) == 6
+    assert len(re.findall(r'class="o bad[^"]*">invalid frame ', listed)) == 6
+    # the CALLERROR each was answered with is shown, exact, when its line is expanded
+    answered = [json.loads(text) for text in exact_frames(shown) if text.startswith("[4,")]
+    for expected in [expected for _, expected in BAD_FRAMES if expected is not None]:
+        assert [frame[:3] for frame in answered].count(expected) == 1, expected
+    # the answers nobody asked for: a line each, saying so
+    assert line_numbers(listed, "nobody-asked", dir="in", type="CALLRESULT")
+    assert line_numbers(listed, "nobody-asked-either", dir="in", type="CALLERROR")
+    assert "CALLRESULT: answers no call in flight" in listed
+    assert "CALLERROR: answers no call in flight" in listed
     assert "not JSON" in shown
     assert "not a JSON array" in shown
     assert "unknown message type 9" in shown
@@ -335,7 +366,12 @@ async def test_a_schema_violation_is_answered_leniently_and_shown(
         answer = await exchange(charger, [2, "v1", "BootNotification", boot])
         assert answer[2]["status"] == "Accepted"
 
-        fragment = await page.wait_for("has-violations")
+        number = await wait_line(page, "v1", dir="in", type="CALL")
+        outcome = await wait_outcome(page, number, "answered")
+        fragment = await expand(page, number)
+    assert 'class="o ok bad"' in outcome  # answered, and marked as a problem
+    assert '<em class="v" title="schema violations">⚠ 2</em>' in outcome
+    assert '<ul class="violations" aria-label="Schema violations">' in fragment
     assert "$.chargePointModel" in fragment
     assert "TypeConstraintViolation" in fragment
     assert "FormationViolation" in fragment

@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from ocpplab.config import Settings
+from tests.page_support import exact_frames, expand, wait_line
 from tests.support import exchange, ocpp_charger, page_socket, raw_charger, serve
 from tests.test_redis_processes import Instance, api_client, wait_connected
 from tests.test_replay_recording import simulate_replay
@@ -292,7 +293,8 @@ async def test_the_dashboard_replays_a_recording_as_a_charger_of_this_server() -
                 files={"recording": ("rec.ndjson", text)},
                 data={"identity": "rec-dst", "speed": "8"},
             )
-            seen = await page.wait_for("AGAIN", timeout=10)
+            seen = await page.wait_for('data-unique-id="r2"', timeout=10)
+            replayed = await expand(page, await wait_line(page, "r2", dir="in", type="CALL"))
         bad_speed = await client.post(
             "/recordings/replay",
             files={"recording": ("rec.ndjson", text)},
@@ -304,7 +306,8 @@ async def test_the_dashboard_replays_a_recording_as_a_charger_of_this_server() -
 
     assert started.status_code == 303
     assert started.headers["location"].endswith("/chargers/rec-dst")
-    assert "Authorize" in seen
+    assert "<b>Authorize</b>" in seen
+    assert json.loads(exact_frames(replayed)[0])[2:] == ["Authorize", {"idTag": "AGAIN"}]
     assert bad_speed.status_code == 422
     assert "speed" in bad_speed.text
     assert not_a_recording.status_code == 422

@@ -31,6 +31,7 @@ from ocpplab.broker.redis import RedisBroker
 from ocpplab.config import Settings
 from ocpplab.core.errors import BrokerUnavailable
 from ocpplab.core.responder import ResponderSettings, Rule
+from tests.page_support import expand, wait_action
 from tests.support import RunningServer, missing, ocpp_charger, page_socket, serve
 
 pytestmark = pytest.mark.redis
@@ -247,7 +248,8 @@ async def test_chargers_are_answered_through_an_outage_and_pages_resume(
             assert await http_status(server, "/healthz") == 200
             # The page hears the charger again, and commands reach it again.
             await charger.call(call.DataTransfer(vendor_id="after-the-outage"))
-            await page.wait_for("after-the-outage")
+            number = await wait_action(page, "DataTransfer", dir="in", timeout=WAIT)
+            assert "after-the-outage" in await expand(page, number)
             response = await client.post(
                 api + "/frames",
                 content='[2,"r","Heartbeat",{}]',

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import html
 import json
 import re
 import sys
@@ -20,6 +19,7 @@ import pytest
 from ocpplab.config import Settings
 from ocpplab.core.recording import RecordingError, read_recording
 from ocpplab.tools.replay import ReplayEngine, replay, shift_time
+from tests.page_support import exact_frames, expand, lines
 from tests.support import RunningServer, page_socket, serve
 from tests.test_recording_format import SESSION
 
@@ -223,11 +223,9 @@ def test_a_session_is_chosen_by_id_and_a_missing_one_is_named() -> None:
 
 # Against ocpplab, over real sockets
 
-ENTRY = re.compile(
-    r'class="entry frame dir-(in|out) type-(call|callresult|callerror)"'
-    r'.*?<strong class="action">(\w+)</strong>',
-    re.DOTALL,
-)
+# A frame of an expanded log line (templates/_log.html, block log_detail): its direction,
+# message type and the action it is or answers.
+SHOWN_FRAME = re.compile(r'<h3 class="small">(⬇|⬆) [^·<]*· (CALL|CALLRESULT|CALLERROR) · (\w+) ·')
 
 
 def recorded_sequence() -> list[tuple[str, str, str]]:
@@ -278,19 +276,24 @@ async def test_replay_against_ocpplab_reproduces_the_calls_in_order_and_matches(
             f"{server.ws}/ocpp/", path, speed=4, identity="rec-1"
         )
         await page.wait_for("Charger disconnected", timeout=10)
-        fragments = "".join(page.received)
+        # What a person sees expanding each line, oldest first: each call, then its answer.
+        details = [await expand(page, n) for n, *_ in lines("".join(page.received))]
+        fragments = "".join(details)
     assert returncode == 0, (out, err)
     text = out
     assert "replayed session 's1' as 'rec-1': the recording was played to its end" in text
     assert "charger calls sent / answered   6 / 6" in text
     assert "no answers differ from the recorded ones" in text
-    seen = [(d, kind, action) for d, kind, action in ENTRY.findall(fragments)]
+    seen = [
+        ("in" if arrow == "⬇" else "out", kind.lower(), action)
+        for arrow, kind, action in SHOWN_FRAME.findall(fragments)
+    ]
     assert seen == recorded_sequence()
     # the StopTransaction carried the transactionId ocpplab gave, and times of now
-    raw = html.unescape(fragments)
-    stop = re.search(r'\[2,"6","StopTransaction",(\{.*?\})\]', raw)
-    assert stop is not None
-    payload = json.loads(stop.group(1))
+    (stop,) = [frame for frame in exact_frames(fragments) if frame.startswith('[2,"6",')]
+    call = json.loads(stop)
+    assert call[2] == "StopTransaction"
+    payload = call[3]
     assert payload["transactionId"] == 1
     moved = datetime.datetime.fromisoformat(payload["timestamp"])
     assert abs(moved - datetime.datetime.now(datetime.UTC)) < datetime.timedelta(minutes=1)

@@ -65,3 +65,31 @@ def recording_key(identity: str) -> str:
 def recording_state_key(identity: str) -> str:
     """Whether the identity is being recorded: `{"on", "started", "truncated"}` JSON."""
     return f"ocpplab:recording-state:{_escape(identity)}"
+
+
+def history_key(identity: str) -> str:
+    """The identity's last connection as a page's replay (`ReplayEvent` JSON, with a TTL):
+    what a page opened after the charger left shows."""
+    return f"ocpplab:history:{_escape(identity)}"
+
+
+def disconnect_key(identity: str) -> str:
+    """How the identity's last connection ended: `{"session", "at", "code", "reason"}`
+    JSON, written with its history; small, so that every status can read it."""
+    return f"ocpplab:disconnect:{_escape(identity)}"
+
+
+def checks_key(identity: str) -> str:
+    """The identity's current or last check run's report (JSON, with a TTL)."""
+    return f"ocpplab:checks:{_escape(identity)}"
+
+
+def check_commands_channel(identity: str) -> str:
+    """Where a page or the API (on any worker) answers or aborts the identity's check run."""
+    return f"ocpplab:check-commands:{_escape(identity)}"
+
+
+def refused_key(identity: str) -> str:
+    """While it exists (a TTL), the gateway refuses the identity's connections: a check
+    that makes the charger go offline (`CentralSystem.cut`)."""
+    return f"ocpplab:refused:{_escape(identity)}"

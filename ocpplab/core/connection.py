@@ -50,6 +50,7 @@ from ocpplab.core.messages import (
     CancelCall,
     Command,
     Connected,
+    CutConnection,
     Disconnected,
     Event,
     FrameEvent,
@@ -85,6 +86,7 @@ from ocpplab.core.responder import (
 )
 from ocpplab.core.schemas import Violation
 
+MAX_RAW_CALLS = 32  # raw CALLs sent from pages whose answers are recognised
 WATCH_TTL = 60.0  # a page re-announces itself every WATCH_TTL / 3 seconds
 # A page already open hears of a new connection, then asks to watch it; the first frames
 # (a BootNotification at once) must not slip through meanwhile, so they are published anyway.
@@ -156,6 +158,7 @@ class Connection:
         "_presence_stale",
         "_presence_wait",
         "_presence_write",
+        "_raw_calls",
         "_recorded",
         "_refresh_wait",
         "_seen_ids",
@@ -204,6 +207,7 @@ class Connection:
         now = clock.monotonic()
         self.watched_until = now + CONNECT_GRACE
         self.close_requested: tuple[int, str] | None = None
+        self._raw_calls: dict[str, str] | None = None  # unique id -> action, made on demand
         self._limit = RateLimit(limits.rate_limit, now)
         self._outbox: Outbox | None = None
         self._held: dict[str, tuple[Hold, int, Held]] | None = None
@@ -466,6 +470,14 @@ class Connection:
         outbox = self._outbox
         item = outbox.answer(frame) if outbox is not None else None
         if item is None:
+            raw_action = self._raw_calls.pop(frame.unique_id, None) if self._raw_calls else None
+            if raw_action is not None:
+                violations = []
+                if isinstance(frame, CallResult) and len(text) <= self.limits.inline_check_bytes:
+                    violations = self.dialect.validate(raw_action, frame.payload, True)
+                note = "answers a raw frame sent from a page"
+                self._frame("in", text, frame, violations=violations, note=note, action=raw_action)
+                return None
             note = f"answers no call in flight (unique id {frame.unique_id!r})"
             self._frame("in", text, frame, note=note)
             return None
@@ -669,6 +681,9 @@ class Connection:
             restarted = [command.action] if command.action else list(self.positions or ())
             for action in restarted:
                 self._move_sequence(action, self.responder.sequence(action), 0)
+        elif isinstance(command, CutConnection):
+            if self.close_requested is None:
+                self.close_requested = (1001, f"cut on purpose for {command.seconds:g} s")
         elif isinstance(command, Record):
             if command.on:
                 self.start_recording()
@@ -701,6 +716,15 @@ class Connection:
         """Send any text the person typed, however invalid, and show it."""
         text = encodable(text)  # a lone surrogate cannot go out as UTF-8: its escape does
         frame = parse(text)
+        if isinstance(frame, Call):
+            # Its answer is not one the outbox waits for, but it answers this call.
+            raw_calls = self._raw_calls
+            if raw_calls is None:
+                raw_calls = self._raw_calls = {}
+            raw_calls.pop(frame.unique_id, None)
+            raw_calls[frame.unique_id] = frame.action
+            while len(raw_calls) > MAX_RAW_CALLS:
+                del raw_calls[next(iter(raw_calls))]
         self._queue(text, frame if not isinstance(frame, InvalidFrame) else None)
 
     def _replay_for(self, page: str) -> ReplayEvent:

@@ -17,6 +17,7 @@ import datetime
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ocpplab.core.checks import Catalogue
 from ocpplab.core.schemas import Violation
 
 
@@ -68,6 +69,17 @@ class SchemaOf(Protocol):
     def __call__(self, action: str, response: bool) -> dict[str, Any]: ...
 
 
+def _no_help(action: str, response: bool, path: str) -> str:
+    return ""
+
+
+def _nothing(context: Any) -> Any:
+    yield from ()
+
+
+NO_CHECKS = Catalogue(checks=(), prepare=_nothing, cleanup=_nothing)
+
+
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class Dialect:
     """One OCPP version: its subprotocol, actions, schemas, default answers and state."""
@@ -89,6 +101,10 @@ class Dialect:
     presets: tuple[Preset, ...] = ()
     # the template (under templates/) that shows `new_state()`'s JSON on the charger page
     state_template: str = "dialects/generic_state.html"
+    # the guided checks of a charger that speaks this version (ocpplab.core.checks)
+    checks: Catalogue = NO_CHECKS
+    # (action, response, field path) -> a line of help for the forms; "" when none
+    field_help: Callable[[str, bool, str], str] = _no_help
 
     @property
     def central_actions(self) -> tuple[str, ...]:

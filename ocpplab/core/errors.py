@@ -76,6 +76,10 @@ class ChargerOffline(OcpplabError):
     """No charger of that identity is connected to any process."""
 
 
+class RunInProgress(OcpplabError):
+    """Checks already run on that charger (or as many runs as a process allows)."""
+
+
 class CallTimeout(OcpplabError):
     """The charger did not answer a central-system call in time.
 

@@ -150,6 +150,32 @@ class Record(Command):
 
 
 @_command
+class CutConnection(Command):
+    """Close the charger's connection (a check makes it go offline); the gateway refuses
+    it while `refused_key` lasts."""
+
+    tag = "cut"
+    seconds: float
+
+
+@_command
+class CheckAnswer(Command):
+    """The person's Done / Can't do this for a check run's question (`token`)."""
+
+    tag = "check_answer"
+    token: str
+    done: bool
+
+
+@_command
+class CheckAbort(Command):
+    """Stop a charger's check run."""
+
+    tag = "check_abort"
+    reason: str = "aborted by the person"
+
+
+@_command
 class RestartSequence(Command):
     """Answer sequences start over: `action`'s, or with None every action's."""
 
@@ -169,6 +195,9 @@ COMMANDS: dict[str, type[Command]] = {
         NewSettings,
         Takeover,
         RestartSequence,
+        CheckAnswer,
+        CheckAbort,
+        CutConnection,
     )
 }
 
@@ -319,6 +348,15 @@ class StateChanged(Event):
 
 
 @_event
+class CheckProgress(Event):
+    """A check run's report changed (`ocpplab.core.checks.full_report`): pages redraw
+    their Checks panel from it."""
+
+    tag = "checks"
+    report: dict[str, Json]
+
+
+@_event
 class SettingsChanged(Event):
     """The identity's responder settings changed (published by whoever saved them)."""
 
@@ -412,6 +450,7 @@ EVENTS: dict[str, type[Event]] = {
         ReplayEvent,
         RecordingState,
         SequencePosition,
+        CheckProgress,
     )
 }
 

@@ -17,8 +17,11 @@ from typing import Any
 from ocpplab.broker.base import Broker, Signal
 from ocpplab.broker.keys import (
     commands_channel,
+    disconnect_key,
     events_channel,
+    history_key,
     presence_key,
+    refused_key,
     sequences_key,
     settings_key,
 )
@@ -38,8 +41,10 @@ from ocpplab.core.messages import (
     AnswerRefused,
     CancelCall,
     Command,
+    CutConnection,
     NewSettings,
     Released,
+    ReplayEvent,
     RestartSequence,
     SendCall,
     SendRaw,
@@ -84,6 +89,23 @@ def _presence(text: str | None) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("connected") else None
 
 
+def _closed(text: str | None) -> dict[str, Any]:
+    """The "offline since" facts of a status from the identity's stored close (if any)."""
+    if not text:
+        return {}
+    try:
+        close = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(close, dict) or not isinstance(close.get("code"), int):
+        return {}
+    return {
+        "disconnected_at": str(close.get("at") or "") or None,
+        "close_code": close["code"],
+        "close_reason": str(close.get("reason") or ""),
+    }
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
     """How a central-system call ended: "result", "error", "timeout" or "offline"."""
@@ -95,6 +117,9 @@ class Outcome:
     error: dict[str, Any] | None = None
     rtt_ms: float | None = None
     violations: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+
+MAX_CUT = 600.0  # seconds a check may keep a charger offline
 
 
 class CentralSystem:
@@ -118,21 +143,45 @@ class CentralSystem:
         as the holder's instance record is alive. So no two instances disagree on who
         holds a charger, also right after a takeover across hosts, and a record left by
         a connection that is gone, or by an instance that died, says "not connected".
+
+        Not connected, and its last connection's history kept (`history`): when and how
+        that connection ended, as `disconnected_at`, `close_code` and `close_reason`.
         Raises `BrokerError` when the broker cannot be read.
         """
         text = await self.broker.get(presence_key(identity))
         record = _presence(text)
         if record is None:
-            return offline(identity)
+            return await self._offline(identity)
         roster = self.gateway.roster
         if record.get("instance") == roster.instance:
             session = self.gateway.sessions.get(identity)
             if session is None or not _as_new(session.id, session.generation, record):
-                return offline(identity)
+                return await self._offline(identity)
             return session.presence()
         if not await roster.alive(str(record.get("instance"))):
-            return offline(identity)
+            return await self._offline(identity)
         return record
+
+    async def _offline(self, identity: str) -> dict[str, Any]:
+        status = offline(identity)
+        status.update(_closed(await self.broker.get(disconnect_key(identity))))
+        return status
+
+    async def history(self, identity: str, *, page: str = "") -> ReplayEvent | None:
+        """What the identity's last connection showed when it ended, for `page`: its
+        recent events (its close last), its connection and its last state, kept for
+        `history_ttl` seconds (`gateway.Histories`); None when there is none (never
+        connected, expired, turned off, unreadable). A page that finds no process
+        holding the charger shows this instead of waiting for a replay.
+
+        Raises `BrokerError` when the broker cannot be read.
+        """
+        text = await self.broker.get(history_key(identity))
+        event = decode_event(text) if text else None
+        if not isinstance(event, ReplayEvent):
+            return None
+        event.page = page
+        return event
 
     async def connected(self, limit: int = LISTED) -> tuple[int, list[dict[str, Any]]]:
         """How many chargers the whole central system holds, and the first `limit` of them
@@ -321,6 +370,13 @@ class CentralSystem:
         """Hand a command to whichever process holds the charger; raises `ChargerOffline`."""
         if await self.broker.publish(commands_channel(identity), command.encode()) == 0:
             raise ChargerOffline(f"no charger {identity!r} is connected")
+
+    async def cut(self, identity: str, seconds: float) -> None:
+        """Close the charger's connection and refuse it for `seconds` (at most
+        `MAX_CUT`), wherever it is connected; raises `ChargerOffline`."""
+        seconds = max(1.0, min(float(seconds), MAX_CUT))
+        await self.broker.set(refused_key(identity), "1", seconds)
+        await self._command(identity, CutConnection(seconds=seconds))
 
     async def send_frame(self, identity: str, text: str) -> None:
         """Send `text` to the charger exactly as given; raises `ChargerOffline`."""

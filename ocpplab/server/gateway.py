@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any
@@ -22,17 +24,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.websockets import WebSocket
 
-from ocpplab.broker.base import Broker
-from ocpplab.broker.keys import (
-    transactions_key,
-)
+from ocpplab.broker.base import Broker, Fence
+from ocpplab.broker.keys import disconnect_key, history_key, refused_key, transactions_key
 from ocpplab.config import Settings
 from ocpplab.core.clock import Clock
 from ocpplab.core.connection import Connection, Limits
 from ocpplab.core.dialect import Dialect, choose
 from ocpplab.core.errors import BrokerError
+from ocpplab.core.frames import dumps_compact
 from ocpplab.core.identity import identity_problem
-from ocpplab.core.messages import Connected
+from ocpplab.core.messages import Connected, Disconnected, ReplayEvent
 from ocpplab.core.replay import ReplayBudget
 from ocpplab.core.responder import format_time
 from ocpplab.logs import log_failure
@@ -49,6 +50,10 @@ logger = logging.getLogger("ocpplab.server.gateway")
 PUBLISH_QUEUE_SIZE = 50_000
 PUBLISH_BATCH = 500
 PUBLISH_QUEUE_BYTES = 64 * 2**20
+# A history is one connection's replay, whose frames JSON writes with their quotes escaped
+# (some twice their length), and besides it the connection, its last state and its close.
+HISTORY_EXTRA_BYTES = 65_536
+HISTORY_OVERHEAD = 200  # what one history costs the broker besides its text
 
 
 class Gateway:
@@ -83,6 +88,7 @@ class Gateway:
         # identity -> (highest transaction id handed out, its writes to the broker pending)
         self.transactions_unwritten: dict[str, tuple[int, int]] = {}
         self.replay_budget = ReplayBudget(settings.replay_total_bytes)
+        self.histories = Histories(settings, broker)
         self.connections = 0  # charger websockets being served, handshakes included
         self.credentials = ChargerCredentials.from_settings(settings)
         self._outbound: asyncio.Queue[tuple[str, str]] = asyncio.Queue(PUBLISH_QUEUE_SIZE)
@@ -170,6 +176,15 @@ class Gateway:
         if problem:
             await refuse(websocket, 400, problem)
             return None
+        if await self._refused(identity):
+            await refuse(
+                websocket,
+                503,
+                "this charger is kept offline for a while on purpose (a check cuts it off); "
+                "try again in a few seconds",
+                {"Retry-After": "5"},
+            )
+            return None
         refusal = await self.credentials.check(websocket.scope, identity)
         if refusal is not None:
             await refuse(websocket, refusal.status, refusal.reason, refusal.headers)
@@ -227,6 +242,14 @@ class Gateway:
             connection.start_recording(headers)
         return ChargerSession(self, websocket, identity, connection)
 
+    async def _refused(self, identity: str) -> bool:
+        """Whether a check keeps the identity offline (`CentralSystem.cut`); never while
+        the broker is unreachable: chargers are answered through an outage."""
+        try:
+            return bool(await self.broker.get(refused_key(identity)))
+        except BrokerError:
+            return False
+
     def count_transaction(self, session: ChargerSession, used: int) -> None:
         """Tell the broker a transaction id went out, without making the answer wait.
 
@@ -268,6 +291,106 @@ class Gateway:
             status_code=426,
             headers={"Upgrade": "websocket", "Connection": "Upgrade"},
         )
+
+
+class Histories:
+    """What each identity's last connection showed, kept for pages opened after it ended.
+
+    When a connection ends, its replay (what a page opened at that moment would have got,
+    the close included) goes to the broker under `history_key` for `history_ttl` seconds
+    (0: never), and the close alone under `disconnect_key`, for status lines. Memory only:
+    the memory broker's dict, or Redis keys with an expiry; never a log line.
+
+    Bounded in bytes: one history is at most `max_bytes` characters (its oldest events give
+    way), and the histories this process wrote that have not expired hold at most
+    `replay_total_bytes` together (the oldest are deleted first). With Redis each process
+    bounds what it wrote: one that evicts a history another process rewrote since deletes
+    that one, a little early.
+    """
+
+    def __init__(self, settings: Settings, broker: Broker) -> None:
+        self.ttl = settings.history_ttl
+        self.max_bytes = 2 * settings.replay_bytes + HISTORY_EXTRA_BYTES
+        self.total_bytes = settings.replay_total_bytes
+        self.used = 0
+        self._broker = broker
+        # identity -> (characters written, monotonic expiry), oldest first; as every
+        # history has the same TTL, also the order in which they expire
+        self._written: dict[str, tuple[int, float]] = {}
+
+    @property
+    def on(self) -> bool:
+        return self.ttl > 0 and self.total_bytes > 0
+
+    def bounded(self, replay: ReplayEvent) -> tuple[ReplayEvent, str] | None:
+        """`replay` and its JSON within `max_bytes`, without its oldest events if need be;
+        None when even its connection and state alone are larger."""
+        text = replay.encode()
+        if len(text) <= self.max_bytes:
+            return replay, text
+        events = replay.events
+        room = self.max_bytes - len(dataclasses.replace(replay, events=[]).encode())
+        if room < 0:
+            return None
+        first = len(events)
+        while first > 0:
+            size = len(events[first - 1].encode()) + 1  # and its comma
+            if size > room:
+                break
+            room -= size
+            first -= 1
+        kept = dataclasses.replace(replay, events=events[first:])
+        text = kept.encode()
+        return (kept, text) if len(text) <= self.max_bytes else None
+
+    async def keep(self, identity: str, text: str, closed: Disconnected, fence: Fence) -> None:
+        """Store `text` (see `bounded`) as the identity's history, fenced: a connection that
+        a newer one replaced meanwhile, on any instance, leaves the newer one's alone."""
+        if not self.on:
+            return
+        close = dumps_compact(
+            {
+                "session": closed.session,
+                "at": closed.at,
+                "code": closed.code,
+                "reason": closed.reason,
+            }
+        )
+        size = len(text) + len(close) + HISTORY_OVERHEAD
+        try:
+            for gone in self._make_room(identity, size):
+                await self._broker.delete(history_key(gone))
+                await self._broker.delete(disconnect_key(gone))
+            if size > self.total_bytes:
+                return
+            self._written[identity] = (size, time.monotonic() + self.ttl)
+            self.used += size
+            if await self._broker.set_fenced(history_key(identity), text, self.ttl, fence):
+                await self._broker.set_fenced(disconnect_key(identity), close, self.ttl, fence)
+            else:
+                self._forget(identity)
+        except BrokerError:
+            pass  # a page opened later shows less; the charger is gone already
+
+    def _make_room(self, identity: str, size: int) -> list[str]:
+        """Forget the identity's previous history and the expired ones; the identities
+        whose histories must be deleted for `size` more characters to fit."""
+        self._forget(identity)
+        now = time.monotonic()
+        evicted = []
+        while self._written:
+            oldest, (_, expires) = next(iter(self._written.items()))
+            if expires > now and self.used + size <= self.total_bytes:
+                break
+            self._forget(oldest)
+            if expires > now:
+                evicted.append(oldest)
+        return evicted
+
+    def _forget(self, identity: str) -> None:
+        written = self._written.pop(identity, None)
+        if written is not None:
+            self.used -= written[0]
 
 
 async def refuse(

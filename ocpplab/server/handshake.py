@@ -143,6 +143,17 @@ class TolerantWebSocketProtocol(WebSocketsSansIOProtocol):
                 extensions["tls"] = cast("dict[object, object]", tls.asgi_extension(ssl_object))
         await super().run_asgi()
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if (
+            message.get("type") == "websocket.http.response.body"
+            and not message.get("more_body", False)
+            and self.close_sent
+        ):
+            # A refusal (an HTTP answer instead of the upgrade) is complete: uvicorn would
+            # log "ASGI callable returned without completing handshake" for every one.
+            self.handshake_complete = True
+
 
 def forget_handshake(websocket: WebSocket) -> None:
     """Let go of an accepted charger websocket's handshake: uvicorn's request and response,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -29,10 +30,19 @@ from ocpplab.broker.keys import (
     settings_key,
     transactions_key,
 )
-from ocpplab.core.connection import Connection, PendingCheck
+from ocpplab.core.connection import Connection, PendingCheck, frame_event
 from ocpplab.core.errors import BrokerError
 from ocpplab.core.frames import dumps_compact
-from ocpplab.core.messages import Event, NewSettings, Takeover, decode_command
+from ocpplab.core.messages import (
+    Disconnected,
+    Event,
+    NewSettings,
+    ReplayEvent,
+    Takeover,
+    Watch,
+    decode_command,
+)
+from ocpplab.core.replay import Item, shrunk
 from ocpplab.core.responder import ResponderSettings
 from ocpplab.logs import log_failure
 
@@ -70,6 +80,7 @@ class ChargerSession:
         "connection",
         "gateway",
         "generation",
+        "history",
         "identity",
         "replaced",
         "websocket",
@@ -92,6 +103,7 @@ class ChargerSession:
         self._closed = False
         self._positions_due: dict[str, int] | None = None  # sequence positions to store
         self._positions_writing = False
+        self.history: ReplayEvent | None = None  # what pages get once it ended (Histories)
 
     @property
     def id(self) -> str:
@@ -173,18 +185,53 @@ class ChargerSession:
             code, reason = self.closing
         if self.replaced:
             reason = CLOSE_REPLACED
+        gateway = self.gateway
+        # The replay goes with the connection: what it holds now is the history's beginning
+        # (of a replaced connection none: the newer one's replay is what pages get).
+        keeping = gateway.histories.on and not self.replaced
+        kept = list(connection.replay.items) if keeping else None
         connection.connection_lost(code, reason)
-        self._publish(connection.events_to_publish())
+        events = connection.events_to_publish()
+        self._publish(events)
+        history = self._keep_history(kept, events) if kept is not None else None
         if connection.recording:
             self.gateway.recorder.append(self.identity, connection.recorded_lines())
-        gateway = self.gateway
         if gateway.sessions.get(self.identity) is self:
             del gateway.sessions[self.identity]
             gateway.roster.changed()
             if not self.replaced:  # else the new connection, maybe on another host, owns it
+                if history is not None:
+                    await gateway.histories.keep(self.identity, *history, self._fence())
                 await self._broker_call(
                     gateway.broker.delete_fenced(presence_key(self.identity), self._fence())
                 )
+
+    def _keep_history(self, kept: list[Item], last: list[Event]) -> tuple[str, Disconnected] | None:
+        """The connection's replay as it ended (the events of its close too), for pages
+        opened later: its JSON and its close; also kept here for pages that ask while this
+        session winds down (`_on_command`)."""
+        connection, session = self.connection, self.connection.session
+        closing = [event for event in last if event.replayed or isinstance(event, Disconnected)]
+        closed = next((event for event in closing if isinstance(event, Disconnected)), None)
+        if closed is None:
+            return None
+        item_bytes = connection.replay.item_bytes
+        replay = ReplayEvent(
+            page="",
+            session=session,
+            at=closed.at,
+            connected=connection.connected,
+            state=connection.state.to_json(),
+            events=[
+                item if isinstance(item, Event) else frame_event(item, session) for item in kept
+            ]
+            + [shrunk(event, item_bytes)[0] for event in closing],
+        )
+        bounded = self.gateway.histories.bounded(replay)
+        if bounded is None:
+            return None
+        self.history, text = bounded
+        return text, closed
 
     async def close(self, code: int, reason: str) -> None:
         self.closing = self.closing or (code, reason)
@@ -274,6 +321,9 @@ class ChargerSession:
             command = decode_command(item)
             if isinstance(command, Takeover):
                 self._heard_of(command)
+            elif isinstance(command, Watch) and self._closed:
+                if command.page and self.history is not None:
+                    self._publish([dataclasses.replace(self.history, page=command.page)])
             elif command is not None and not self._closed:
                 self.connection.receive_command(command)
                 self._send_soon()

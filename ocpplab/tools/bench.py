@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import gzip
 import json
 import os
 import re
@@ -30,10 +31,12 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from websockets.asyncio.client import connect
+from websockets.typing import Origin, Subprotocol
 
 from ocpplab.dialects.ocpp16 import OCPP16
 from ocpplab.tools.fleet import Fleet, percentile, run_async
@@ -71,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "published for its first 10 s, so the load meets steady state after that [11]",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument(
+        "--page-weight",
+        action="store_true",
+        help="instead, what a person's browser receives: the charger page's first load "
+        "(gzip, as a browser asks) and the page socket's bytes per OCPP frame on the wire, "
+        "with and without permessage-deflate, while one charger sends --rate calls/s",
+    )
     parser.add_argument(
         "--hostile",
         action="store_true",
@@ -128,6 +138,12 @@ async def _bench(args: argparse.Namespace) -> int:
     }
     try:
         command, env = _ocpplab_command(args)
+        if args.page_weight:
+            results["config"] = {"rate": args.rate, "duration_s": args.duration, "pinned": pin}
+            async with server_process(command, env, pin) as server:
+                results["page_weight"] = await measure_page_weight(server, args)
+            print(json.dumps(results, indent=2))
+            return 0
         if args.hostile:
             results["config"]["mix"] = [name for name, _ in hostile_frames(MAX_FRAME)]
             async with server_process(command, env, pin) as server:
@@ -435,6 +451,111 @@ async def _wait_for_port(port: int, process: asyncio.subprocess.Process) -> None
 # `--hostile`: the worst a charger may legally send, from many chargers at once
 
 MAX_FRAME = 1_048_576
+
+
+# What a person's browser receives
+
+
+ASSET = re.compile(r'(?:href|src)="(/static/[^"]+)"')
+
+
+def _fetch_gzip(url: str) -> tuple[bytes, int]:
+    """A GET as a browser makes it (gzip accepted): the body as sent, and its status."""
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.read(), answer.status
+
+
+async def measure_page_weight(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
+    """The charger page's first load in bytes transferred (page and every static file it
+    names), and the page socket's wire bytes per OCPP frame while one charger sends
+    `args.rate` Heartbeats a second (each a CALL and its CALLRESULT: two frames)."""
+    base = f"http://127.0.0.1:{server.port}"
+    identity = "bench-page"
+    page, _ = await asyncio.to_thread(_fetch_gzip, f"{base}/chargers/{identity}")
+    html = gzip.decompress(page) if page[:2] == b"\x1f\x8b" else page
+    load = {"page": len(page)}
+    for path in dict.fromkeys(ASSET.findall(html.decode())):
+        body, _ = await asyncio.to_thread(_fetch_gzip, base + path)
+        load[path] = len(body)
+    first_load = {"bytes": sum(load.values()), "items": load}
+    socket_figures = {}
+    for name, compression in (("deflate", "deflate"), ("uncompressed", None)):
+        socket_figures[name] = await _page_socket_bytes(server, identity, compression, args)
+    return {"first_load": first_load, "page_socket": socket_figures}
+
+
+async def _page_socket_bytes(
+    server: ServerProcess, identity: str, compression: str | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    counted = [0]
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", server.port)
+
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, count: bool
+        ) -> None:
+            with contextlib.suppress(ConnectionError):
+                while chunk := await source.read(65536):
+                    if count:
+                        counted[0] += len(chunk)
+                    sink.write(chunk)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(
+            pipe(reader, upstream_writer, False), pipe(upstream_reader, writer, True)
+        )
+
+    proxy = await asyncio.start_server(relay, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    frames = 0
+    try:
+        page_url = f"ws://127.0.0.1:{port}/chargers/{identity}/live"
+        origin = f"http://127.0.0.1:{port}"
+        async with (
+            connect(
+                server.ocpp_url + identity,
+                subprotocols=[Subprotocol(OCPP16.subprotocol)],
+                proxy=None,
+            ) as charger,
+            connect(page_url, origin=Origin(origin), compression=compression, proxy=None) as page,
+        ):
+            boot = {"chargePointVendor": "bench", "chargePointModel": "page weight"}
+            await charger.send(json.dumps([2, "boot", "BootNotification", boot]))
+            await charger.recv()
+            drained = asyncio.create_task(_drain(page))
+            await asyncio.sleep(1.0)  # the page's opening replay and status lines
+            counted[0] = 0
+            interval = 1 / max(args.rate, 1.0)
+            started = time.perf_counter()
+            n = 0
+            while time.perf_counter() - started < args.duration:
+                await charger.send(json.dumps([2, f"hb-{n}", "Heartbeat", {}]))
+                await charger.recv()
+                n += 1
+                frames += 2
+                await asyncio.sleep(max(0.0, started + n * interval - time.perf_counter()))
+            elapsed = time.perf_counter() - started
+            await asyncio.sleep(1.0)  # the last batch
+            drained.cancel()
+            total = counted[0]
+    finally:
+        proxy.close()
+    return {
+        "frames": frames,
+        "bytes": total,
+        "bytes_per_frame": round(total / frames, 1) if frames else None,
+        "kbit_per_s": round(total * 8 / 1000 / elapsed, 1),
+        "calls_per_s": round(frames / 2 / elapsed, 1),
+    }
+
+
+async def _drain(page: Any) -> None:
+    with contextlib.suppress(Exception):
+        async for _ in page:
+            pass
 
 
 def hostile_frames(size: int) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("ocpplab.tools.bench", "measure the server's speed and memory"),
     "certs": ("ocpplab.tools.certs", "make TLS certificates for profiles 2 and 3"),
     "diff": ("ocpplab.tools.diff", "compare two recordings of a charger"),
+    "check": ("ocpplab.tools.check", "run guided OCPP 1.6 checks on a connected charger"),
 }
 
 

@@ -5,6 +5,10 @@ address, so a person without a charger watches a real session: every frame cross
 same gateway, responder and page socket as a real charger's. Each gets a fresh identity
 (`sim-` and six hex digits). They are few (`OCPPLAB_MAX_SIMULATED`), and each stops when
 asked, when its page has not been watched for `idle_timeout` seconds, or at shutdown.
+
+A stopped one can be started again under its identity (`restart`, the page's "Start it
+again"), for as long as its history is kept (`OCPPLAB_HISTORY_TTL`): this process
+remembers the last `REMEMBERED` identities it simulated, and starts no other.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import ssl
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ocpplab.config import Settings
@@ -26,12 +30,13 @@ from ocpplab.core.errors import NotFound, SimulationRefused
 from ocpplab.server.gateway import Gateway
 from ocpplab.tools.charger_model import Timing
 from ocpplab.tools.fleet import SimulatedCharger, Stats
-from ocpplab.web.errors import path_identity, text_errors
+from ocpplab.web.errors import ANSWERED, path_identity, text_answer, text_errors
 
 IDLE_TIMEOUT = 120.0  # seconds without a watching page before a simulated charger stops
 UNSEEN_LIFETIME = 1800.0  # when another worker holds the charger, its watch is not visible here
 CHECK_INTERVAL = 5.0
 DASHBOARD_TIMING = Timing(meter_interval=5.0, samples=6, pause=5.0)
+REMEMBERED = 64  # identities simulated lately that may be started again
 
 
 @dataclasses.dataclass
@@ -53,10 +58,40 @@ class Simulations:
         self.limit = settings.max_simulated
         self.idle_timeout = IDLE_TIMEOUT
         self.running: dict[str, Running] = {}
+        # identity -> when it last ran (monotonic; while it runs, when it started), oldest
+        # first: at most REMEMBERED, each for history_ttl seconds after it stopped
+        self.simulated: dict[str, float] = {}
         self._watchdog: asyncio.Task[None] | None = None
 
     def is_simulated(self, identity: str) -> bool:
         return identity in self.running
+
+    def running_charger(self, identity: str) -> Running | None:
+        """The simulated charger this process runs as `identity`, if any."""
+        return self.running.get(identity)
+
+    def restartable(self, identity: str) -> bool:
+        """Whether `identity` is a simulated charger of this process's that stopped lately
+        (so the page may offer to start it again)."""
+        return identity not in self.running and self._remembered(identity)
+
+    def _remembered(self, identity: str) -> bool:
+        ran = self.simulated.get(identity)
+        if ran is None:
+            return False
+        if identity in self.running or self.clock.monotonic() - ran < self.settings.history_ttl:
+            return True
+        del self.simulated[identity]
+        return False
+
+    def _remember(self, identity: str) -> None:
+        self.simulated.pop(identity, None)
+        self.simulated[identity] = self.clock.monotonic()
+        excess = len(self.simulated) - REMEMBERED
+        if excess > 0:  # the oldest that stopped; one that runs is remembered while it runs
+            stopped = [name for name in self.simulated if name not in self.running]
+            for name in stopped[:excess]:
+                del self.simulated[name]
 
     def refusal(self, server: tuple[str, int] | None) -> str | None:
         """Why no simulated charger can start now, as a code for `refusal_text`; or None."""
@@ -104,6 +139,29 @@ class Simulations:
             raise SimulationRefused(self.refusal_text(code))
         assert server is not None
         identity = self._fresh_identity()
+        self._launch(server, identity)
+        return identity
+
+    def restart(self, server: tuple[str, int] | None, identity: str) -> None:
+        """Start a simulated charger again under `identity`, one this process simulated
+        lately and that is not connected now (here: the caller asks the other instances).
+
+        Raises `SimulationRefused` with a message for the person when it cannot start.
+        """
+        if identity in self.running or identity in self.gateway.sessions:
+            raise SimulationRefused(f"{identity} is connected already: stop it first.")
+        if not self._remembered(identity):
+            raise SimulationRefused(
+                f"{identity} is not a simulated charger this server ran lately, so it "
+                "cannot be started again here; start a new one from the home page."
+            )
+        code = self.refusal(server)
+        if code is not None:
+            raise SimulationRefused(self.refusal_text(code))
+        assert server is not None
+        self._launch(server, identity)
+
+    def _launch(self, server: tuple[str, int], identity: str) -> None:
         charger = SimulatedCharger(
             self._url(server),
             identity,
@@ -117,17 +175,24 @@ class Simulations:
         stop = asyncio.Event()
         task = asyncio.create_task(charger.run(stop), name=f"ocpplab-simulated-{identity}")
         now = self.clock.monotonic()
-        self.running[identity] = Running(charger, task, stop, now, now)
-        task.add_done_callback(lambda _: self.running.pop(identity, None))
+        running = self.running[identity] = Running(charger, task, stop, now, now)
+        self._remember(identity)
+        task.add_done_callback(lambda _: self._ended(identity, running))
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch_forever())
-        return identity
+
+    def _ended(self, identity: str, running: Running) -> None:
+        if self.running.get(identity) is running:
+            del self.running[identity]
+        if identity in self.simulated:
+            self._remember(identity)  # remembered from when it stopped
 
     async def stop(self, identity: str) -> bool:
         """Stop one simulated charger; False when this process runs none of that identity."""
         running = self.running.pop(identity, None)
         if running is None:
             return False
+        self._remember(identity)
         running.stop.set()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             async with asyncio.timeout(5):
@@ -219,8 +284,30 @@ async def stop_simulation(request: Request) -> Response:
     return RedirectResponse(str(request.url_for("charger_page", identity=identity)), 303)
 
 
+async def restart_simulation(request: Request) -> Response:
+    """The charger page's "Start it again" button (no form fields): a simulated charger
+    that stopped starts again under its identity; 409 saying why when it cannot."""
+    try:
+        identity = path_identity(request)
+        services = request.app.state.services
+        if (await services.central.status(identity))["connected"]:
+            raise SimulationRefused(f"{identity} is connected already: stop it first.")
+        simulations_of(request).restart(request.scope.get("server"), identity)
+    except SimulationRefused as exc:
+        return PlainTextResponse(f"Not started: {exc}\n", status_code=409)
+    except ANSWERED as exc:
+        return text_answer(exc, "Not started")
+    return RedirectResponse(str(request.url_for("charger_page", identity=identity)), 303)
+
+
 routes = [
     Route("/simulate", start_simulation, methods=["POST"], name="simulate"),
+    Route(
+        "/chargers/{identity:identity}/simulation/start",
+        restart_simulation,
+        methods=["POST"],
+        name="restart_simulation",
+    ),
     Route(
         "/chargers/{identity:identity}/simulation/stop",
         stop_simulation,

@@ -27,12 +27,14 @@ from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from ocpplab.core.frames import Call, CallError, CallResult, InvalidFrame, parse
 from ocpplab.dialects.ocpp16 import OCPP16
 from ocpplab.tools.charger_model import (
     BEHAVIOURS,
+    FAULTS,
     SCENARIO_BODIES,
     SCENARIOS,
     Behaviour,
@@ -123,6 +125,8 @@ class SimulatedCharger:
         call_timeout: float = 10.0,
         password: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        faults: frozenset[str] = frozenset(),
+        connectors: int = 1,
     ) -> None:
         self.url = url.rstrip("/") + "/" + quote(identity, safe="")
         self.identity = identity
@@ -133,7 +137,13 @@ class SimulatedCharger:
         self.call_timeout = call_timeout
         self.headers = _basic_auth(identity, password)
         self.ssl_context = ssl_context
-        self.model = ChargerModel(identity, behaviour=behaviour)
+        self.model = ChargerModel(
+            identity,
+            behaviour=behaviour,
+            faults=faults,
+            connectors=connectors,
+            guided=scenario == "guided",
+        )
         self.connection: ClientConnection | None = None
         self.in_flight: dict[str, tuple[float, asyncio.Future[Any] | None]] = {}
         self.ready = asyncio.Event()
@@ -159,14 +169,54 @@ class SimulatedCharger:
                 self.failures += 1
                 self.last_error = str(exc) or type(exc).__name__
                 attempt += 1
-                if not await _wait(stop, RECONNECT_DELAYS[min(attempt, 4) - 1]):
+                # A charger under guided checks tries every second: a check that cut its
+                # connection waits for it to come back.
+                delays = (1.0,) if self.model.guided else RECONNECT_DELAYS
+                if not await self._offline(stop, delays[min(attempt, len(delays)) - 1]):
                     continue
                 return
             attempt = 0
             reset = await self._session(connection, stop)
             if not stop.is_set() and not reset:
                 self.stats.disconnects += 1
-                await _wait(stop, RECONNECT_DELAYS[0])
+                await self._offline(stop, RECONNECT_DELAYS[0])
+
+    async def _offline(self, stop: asyncio.Event, seconds: float) -> bool:
+        """Wait `seconds` before connecting again, the charger's timed behaviour going on
+        (what it samples waits in `pending`); True when `stop` was set meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (now := loop.time()) < deadline:
+            self.model.due(now)
+            if await _wait(stop, min(0.5, deadline - now)):
+                return True
+        return stop.is_set()
+
+    def guide(self) -> None:
+        """From now on do nothing by itself, as scenario "guided": checks drive it. A
+        session in progress ends first (its transaction stopped) at its next step."""
+        if self.model.guided:
+            return
+        self.model.guided = True
+        self.scenario = "guided"
+        model = self.model
+        if model.transaction_on(1) is not None:  # its session's: stopped now, not later
+            finishing = model.status(1, "Finishing")
+            stop = model.stop_transaction(1, "Local")
+            if stop is not None:
+                model.pending.extend([finishing, stop, model.status(1, "Available")])
+        self._wakeup.set()
+
+    async def act(self, name: str, detail: dict[str, Any]) -> bool:
+        """Do a person's act at this charger (`ChargerModel.act`); "power_cycle" drops the
+        connection, and the run loop connects and boots again. False when it cannot."""
+        if name == "power_cycle" and self.connection is None:
+            return False
+        if self.connection is None or self.connection.state is not State.OPEN:
+            self.model.online = False  # closing: the reader may not have seen it yet
+        done = self.model.act(name, detail)
+        self._wakeup.set()
+        return done
 
     async def _connect(self) -> ClientConnection:
         return await connect(
@@ -186,6 +236,7 @@ class SimulatedCharger:
         self.connection = connection
         self.stats.connected += 1
         self.model.boot_accepted = False
+        self.model.online = True
         if self.pace == "natural":
             self._steps = scenario_steps(self.scenario, self.model, self.timing)
         else:
@@ -199,6 +250,7 @@ class SimulatedCharger:
             self.ready.clear()
             self.stats.connected -= 1
             self.connection = None
+            self.model.online = False
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -231,14 +283,22 @@ class SimulatedCharger:
         while (now := loop.time()) < deadline:
             if stop.is_set() or reader.done():
                 return False
-            await self._flush_pending()
+            self.model.due(now)
+            # Section 4.2: nothing but BootNotification until the boot is accepted.
+            booted = self.model.boot_accepted
+            if booted:
+                await self._flush_pending()
             if self.model.reset_requested is not None:
                 return False
             heartbeat_at = self._last_sent + self.model.heartbeat_interval
-            if self.pace == "natural" and now >= heartbeat_at:
+            if self.pace == "natural" and booted and now >= heartbeat_at:
                 await self.send(self.model.heartbeat(), wait=True)
                 continue
-            timeout = min(deadline, heartbeat_at if self.pace == "natural" else deadline) - now
+            wake = min(deadline, heartbeat_at if self.pace == "natural" and booted else deadline)
+            due = self.model.next_due()
+            if due is not None:
+                wake = min(wake, max(due, now + 0.01))
+            timeout = wake - now
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, timeout)):
@@ -247,7 +307,12 @@ class SimulatedCharger:
 
     async def _flush_pending(self) -> None:
         while self.model.pending:
-            await self.send(self.model.pending.popleft(), wait=self.pace == "natural")
+            call = self.model.pending.popleft()
+            try:
+                await self.send(call, wait=self.pace == "natural")
+            except ConnectionClosed:
+                self.model.pending.appendleft(call)  # sent after the next connect
+                raise
 
     # Sending and receiving
 
@@ -292,14 +357,14 @@ class SimulatedCharger:
                     self._answered(frame)
                     if self.looping:
                         await self.send_next()
+        self._abandon()  # closed: no answer will come to what is in flight
 
     async def _answer(self, connection: ClientConnection, call: Call) -> None:
         reply = self.model.handle(call)
         self.stats.central_calls += 1
         if reply is not None:
             await connection.send(reply.to_json())
-        if self.model.pending or self.model.reset_requested:
-            self._wakeup.set()
+        self._wakeup.set()  # the call may have queued calls or changed what is due
 
     def _answered(self, frame: CallResult | CallError) -> None:
         entry = self.in_flight.pop(frame.unique_id, None)
@@ -313,6 +378,8 @@ class SimulatedCharger:
             else:
                 self.stats.errors += 1
         self.model.on_answer(frame.unique_id, frame)
+        if self.model.pending:
+            self._wakeup.set()
         if future is not None and not future.done():
             future.set_result(frame)
 
@@ -478,6 +545,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", choices=SCENARIOS, default="session", help="[session]")
     parser.add_argument("--behaviour", choices=BEHAVIOURS, default="accept", help="[accept]")
     parser.add_argument(
+        "--connectors", type=int, default=1, help="connectors of each charger, 1 to 100 [1]"
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        choices=sorted(FAULTS),
+        default=[],
+        metavar="CHECK_ID",
+        help="misbehave so that this guided check fails (again for more; see below)",
+    )
+    parser.epilog = (
+        "--scenario guided: the charger does nothing by itself but boot and send heartbeats; "
+        "the guided checks (ocpplab check) plug, unplug, present a card and cut its power. "
+        "Faults, by the check each breaks: "
+        + "; ".join(f"{check_id}: {text}" for check_id, text in sorted(FAULTS.items()))
+    ).replace("%", "%%")
+    parser.add_argument(
         "--meter-interval", type=float, default=5.0, help="seconds between MeterValues [5]"
     )
     parser.add_argument("--password", default=None, help="HTTP Basic auth password (profile 1)")
@@ -526,6 +610,8 @@ async def _simulate(args: argparse.Namespace) -> int:
         prefix=args.identity_prefix,
         scenario=args.scenario,
         behaviour=args.behaviour,
+        faults=frozenset(args.fault),
+        connectors=args.connectors,
         timing=Timing(meter_interval=args.meter_interval),
         pace=pace,
         call_timeout=args.call_timeout,

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ocpplab.core import schemas
+from ocpplab.core import frames, schemas
 from ocpplab.core.dialect import AnswerContext, Dialect
 from ocpplab.core.errors import BrokerError, NotFound, UnknownAction
 from ocpplab.core.frames import dumps_compact
@@ -38,15 +38,27 @@ from ocpplab.core.responder import (
 from ocpplab.web.errors import ANSWERED, path_identity, refusal, text_errors
 from ocpplab.web.forms import (
     Field,
+    Problem,
     attach_violations,
     build_fields,
     fill_for_validation,
+    help_for,
+    new_violations,
     read_form,
 )
 from ocpplab.web.services import Services, services_of
 from ocpplab.web.templating import render_block
 
 TEMPLATE = "_configure.html"
+
+# The rule form's own inputs (not generated from the schema): error key -> (label, input id
+# after the form's id prefix), as templates/_configure.html names them.
+OTHER_INPUTS: dict[str, tuple[str, str]] = {
+    "payload_json": ("Payload as JSON", "payload-json"),
+    "delay": ("Delay", "delay"),
+    "timeout": ("Wait for a person", "timeout"),
+    "error_details": ("CALLERROR details", "error-details"),
+}
 
 
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -137,6 +149,15 @@ class RuleForm:
     message: str = ""
     saved: bool = False
 
+    @property
+    def other_problems(self) -> list[Problem]:
+        """Problems outside the generated fields, for the form's summary (`_fields.html`)."""
+        return [
+            Problem(OTHER_INPUTS[name][0], message, OTHER_INPUTS[name][1])
+            for name, message in self.errors.items()
+            if name in OTHER_INPUTS
+        ]
+
     @classmethod
     def from_rule(cls, action: str, configured: AnyRule, services: Services) -> RuleForm:
         """The form for what is saved; for a sequence, its JSON, and its first step in the
@@ -154,7 +175,11 @@ class RuleForm:
             is_sequence=is_sequence,
             action=action,
             mode=rule.mode,
-            fields=build_fields(services.dialect.schema(action, True), payload),
+            fields=build_fields(
+                services.dialect.schema(action, True),
+                payload,
+                describe=help_for(services.dialect, action, True),
+            ),
             payload_json=json.dumps(payload, indent=2, ensure_ascii=False),
             delay=f"{rule.delay:g}",
             timeout=f"{rule.timeout:g}" if rule.timeout is not None else "",
@@ -178,14 +203,21 @@ def _proposal(action: str, services: Services) -> dict[str, Any]:
 def read_rule_form(
     dialect: Dialect, action: str, form: FormData
 ) -> tuple[RuleForm, dict[str, Any] | None]:
-    """Read a submitted rule form; returns the form (with problems) and the rule's JSON."""
+    """Read a submitted rule form; returns the form (with problems) and the rule's JSON.
+
+    Every problem is found in one round: values that cannot be read (in the payload's
+    fields, the JSON boxes, the delay), and at the same time how the payload that could be
+    read breaks the response schema.
+    """
     text = {key: str(value) for key, value in form.items()}
     if text.get("source") == "sequence":
         return read_sequence_form(dialect, action, text)
+    describe = help_for(dialect, action, True)
+    schema = dialect.schema(action, True)
     state = RuleForm(
         action=action,
         mode=text.get("mode", "default"),
-        fields=build_fields(dialect.schema(action, True), {}),
+        fields=build_fields(schema, {}, describe=describe),
         payload_json=text.get("payload_json", ""),
         delay=text.get("delay", "0").strip() or "0",
         timeout=text.get("timeout", "").strip(),
@@ -194,14 +226,16 @@ def read_rule_form(
         error_description=text.get("error_description", ""),
         error_details=text.get("error_details", "").strip() or "{}",
     )
+    payload: Any
     payload, fields_ok = read_form(state.fields, text, placeholders=True)
     if text.get("source") == "json":
         try:
-            payload = json.loads(state.payload_json)
+            payload = frames.loads(state.payload_json)
         except ValueError as exc:
             state.errors["payload_json"] = f"not valid JSON: {exc}"
+            payload = None
         else:
-            state.fields = build_fields(dialect.schema(action, True), payload)
+            state.fields = build_fields(schema, payload, describe=describe)
     elif fields_ok:
         state.payload_json = json.dumps(payload, indent=2, ensure_ascii=False)
     else:
@@ -218,10 +252,10 @@ def read_rule_form(
             "description": state.error_description,
             "details": _details(state),
         }
-    if state.errors or state.problems:
-        return state, None
-    if state.mode in {"custom", "manual"} and text.get("force") != "on":
+    checked = state.mode in {"custom", "manual"} and text.get("force") != "on"
+    if checked and "payload_json" not in state.errors:
         violations = dialect.validate(action, fill_for_validation(payload), True)
+        violations = new_violations(state.fields, violations)
         if violations:
             leftover = attach_violations(state.fields, violations)
             state.problems.append(
@@ -230,7 +264,8 @@ def read_rule_form(
                 "“Save anyway” to answer with an invalid payload on purpose."
             )
             state.problems.extend(leftover)
-            return state, None
+    if state.errors or state.problems:
+        return state, None
     return state, rule
 
 
@@ -240,12 +275,14 @@ def read_sequence_form(
     """Read the "Sequence (JSON)" box: every problem of every step at once, next to it."""
     state = RuleForm(
         action=action,
-        fields=build_fields(dialect.schema(action, True), {}),
+        fields=build_fields(
+            dialect.schema(action, True), {}, describe=help_for(dialect, action, True)
+        ),
         sequence_json=text.get("sequence_json", ""),
         is_sequence=True,
     )
     try:
-        data = json.loads(state.sequence_json)
+        data = frames.loads(state.sequence_json)
     except ValueError as exc:
         state.sequence_errors.append(f"not valid JSON: {exc}")
         return state, None
@@ -283,7 +320,7 @@ def _seconds(state: RuleForm, name: str, text: str, low: float, high: float) -> 
 
 def _details(state: RuleForm) -> Any:
     try:
-        details = json.loads(state.error_details)
+        details = frames.loads(state.error_details)
     except ValueError as exc:
         state.errors["error_details"] = f"not valid JSON: {exc}"
         return {}

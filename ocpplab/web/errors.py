@@ -33,6 +33,7 @@ from ocpplab.core.errors import (
     NoLongerHeld,
     NotFound,
     OcpplabError,
+    RunInProgress,
     SchemaViolation,
     UnknownAction,
 )
@@ -40,7 +41,7 @@ from ocpplab.core.frames import dumps_compact
 from ocpplab.core.identity import identity_problem
 from ocpplab.web.services import services_of
 
-Kind = Literal["invalid", "unknown", "offline", "gone", "unavailable", "timeout"]
+Kind = Literal["invalid", "unknown", "offline", "busy", "gone", "unavailable", "timeout"]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -58,6 +59,7 @@ ANSWERS: dict[type[OcpplabError], Answer] = {
     InvalidIdentity: Answer(400, "invalid"),
     NotFound: Answer(404, "unknown"),
     ChargerOffline: Answer(409, "offline", "the charger is offline"),
+    RunInProgress: Answer(409, "busy"),
     NoLongerHeld: Answer(410, "gone"),
     InvalidBody: Answer(422, "invalid"),
     InvalidRule: Answer(422, "invalid"),

@@ -4,6 +4,14 @@ It subscribes to the identity's events, asks the gateway that holds the charger 
 it is) for a replay of recent frames, and pushes each event as an out-of-band HTML fragment
 for the htmx websocket extension. Events that arrive faster than a person can read are sent
 in batches; a page that cannot keep up loses events (and is told so), never the charger.
+
+The log is light on the wire (`ocpplab.web.log`): a compact line per exchange, its outcome
+swapped in when the answer comes, and the frames only when the page asks for them over this
+same socket (it sends `{"log": "expand", "n": …}`, `{"log": "search", "q": …}` and
+`{"log": "forget", "upto": …}`, see static/log.js), so that what the page asks is answered by
+the process that holds its lines, wherever the charger is. The socket is compressed
+(permessage-deflate) when the browser offers it: uvicorn's `ws_per_message_deflate` is on by
+default and `server.handshake` removes the offer only for chargers.
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ocpplab.broker.base import Signal, Subscription
 from ocpplab.broker.keys import commands_channel, events_channel
 from ocpplab.core.connection import WATCH_TTL
-from ocpplab.core.frames import encodable
+from ocpplab.core.errors import InvalidRule
+from ocpplab.core.frames import encodable, loads
 from ocpplab.core.identity import identity_problem
 from ocpplab.core.messages import (
     AnswerRefused,
+    CheckProgress,
     Connected,
     Disconnected,
     Event,
@@ -33,15 +43,17 @@ from ocpplab.core.messages import (
     RecordingState,
     Released,
     ReplayEvent,
-    Sent,
     SequencePosition,
     SettingsChanged,
     StateChanged,
     Watch,
     decode_event,
 )
+from ocpplab.core.ratelimit import RateLimit
+from ocpplab.core.responder import ResponderSettings, format_time
 from ocpplab.logs import log_failure
 from ocpplab.server.gateway import refuse
+from ocpplab.web.log import Line, PageLog, api_request, call_payload
 from ocpplab.web.services import Services, services_of
 from ocpplab.web.templating import render_block
 
@@ -55,7 +67,11 @@ FLOOD_BATCH = 20
 PAGES_PER_SOURCE = 32
 REPLAY_SLICE = 25  # log entries rendered and sent at a time when a page opens
 PAGE = "charger.html"
+LOG = "_log.html"
 WRAPPERS = "_live.html"
+CHECKS_PANEL = "_checks.html"
+ASKS_PER_SECOND = 20.0  # what a page may ask of its socket (expand, search): burst twice that
+MAX_ASK = 1024  # characters of one message from a page
 
 
 async def serve_page_socket(websocket: WebSocket) -> None:
@@ -98,8 +114,13 @@ class PageSocket:
         self.session: str | None = None
         self.dialect: str | None = None  # the name of the charger's dialect, once known
         self.seen: set[int] = set()
-        self.log_started = False
+        self.log = PageLog()
+        self._connected_shown = ""  # the session whose Connected line the log has
         self._pending: list[str] = []  # rendered fragments not sent yet
+        self._new_lines: list[Line] = []  # log lines not sent yet
+        self._changed: dict[int, Line] = {}  # sent lines whose outcome changed since
+        self._sending = asyncio.Lock()  # the pump and the page's asks both send
+        self._asks = RateLimit(ASKS_PER_SECOND, services.clock.monotonic())
 
     async def run(self) -> None:
         broker = self.services.broker
@@ -121,11 +142,53 @@ class PageSocket:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            text = message.get("text")
+            wanted = isinstance(text, str) and len(text) <= MAX_ASK
+            if wanted and self._asks.take(self.services.clock.monotonic()):
+                try:
+                    await self._answer_ask(str(text))
+                except Exception:
+                    log_failure(logger, "answering a page's log failed")
+
+    async def _answer_ask(self, text: str) -> None:
+        """What the page's log asks: a line's frames, a search, or to forget old lines.
+
+        Anything else (htmx's own messages, garbage) is ignored: this socket is not a way
+        to change anything.
+        """
+        try:
+            ask = loads(text)
+        except ValueError:
+            return
+        if not isinstance(ask, dict):
+            return
+        what, number = ask.get("log"), ask.get("n", ask.get("upto"))
+        if what == "expand" and isinstance(number, int):
+            await self._send(self._detail(number))
+        elif what == "search" and isinstance(ask.get("q"), str):
+            query = ask["q"]
+            numbers = self.log.search(query)
+            await self._send(self._log_block("log_found", query=query, numbers=numbers))
+        elif what == "forget" and isinstance(number, int):
+            self.log.forget(number)
+            self._changed = {n: line for n, line in self._changed.items() if n > number}
 
     async def _watch(self, *, replay: bool) -> None:
+        """Announce the page (and with `replay`, ask for the recent frames). When no process
+        holds the charger, the replay is its last connection's history, if kept."""
         command = Watch(page=self.page_id if replay else None)
-        with contextlib.suppress(Exception):
-            await self.services.broker.publish(commands_channel(self.identity), command.encode())
+        try:
+            heard = await self.services.broker.publish(
+                commands_channel(self.identity), command.encode()
+            )
+        except Exception:
+            return
+        if replay and not heard:
+            with contextlib.suppress(Exception):
+                history = await self.services.central.history(self.identity, page=self.page_id)
+                if history is not None:
+                    await self._send_replay(history)
+                    await self._flush()
 
     async def _keepalive(self) -> None:
         while True:
@@ -154,18 +217,40 @@ class PageSocket:
         The server refuses such text before sending anything, so sending it again is safe.
         """
         try:
-            try:
-                await self.websocket.send_text(html)
-            except UnicodeEncodeError:
-                await self.websocket.send_text(encodable(html))
+            async with self._sending:
+                try:
+                    await self.websocket.send_text(html)
+                except UnicodeEncodeError:
+                    await self.websocket.send_text(encodable(html))
         except (WebSocketDisconnect, RuntimeError, OSError):
             return False
         return True
 
     async def _flush(self) -> bool:
-        """Send what was rendered and not sent yet; False when the page is gone."""
-        html, self._pending = "".join(self._pending), []
+        """Send what was rendered and not sent yet; False when the page is gone.
+
+        New lines go as one append to the log, rendered now, so that a call answered in
+        the same batch goes once, answered; lines sent before get their outcome swapped.
+        """
+        html = "".join(self._pending) + self._render_lines()
+        self._pending = []
         return not html or await self._send(html)
+
+    def _render_lines(self) -> str:
+        new, changed = self._new_lines, self._changed
+        self._new_lines, self._changed = [], {}
+        kept = self.log.lines
+        html = "".join(
+            self._log_block("log_outcome", line=line)
+            for n, line in changed.items()
+            if n in kept and line not in new
+        )
+        entries = "".join(
+            self._log_block("log_line", line=line, hit=self.log.matches(line)) for line in new
+        )
+        if entries:
+            html = self._wrap("log_append", entries=Markup(entries)) + html
+        return html
 
     async def _render_safely(self, item: str | Signal) -> str:
         """One bad event must not end the page's live updates."""
@@ -180,13 +265,16 @@ class PageSocket:
             return self._live_status(False, "Live updates interrupted: the broker is unreachable")
         if item is Signal.RESUMED:
             await self._watch(replay=False)
-            return self._live_status(True, "Live updates: on") + self._log(
-                Gap(text="Live updates resumed: frames may be missing here")
+            return self._live_status(True, "Live updates: on") + self._gap(
+                "Live updates resumed: frames may be missing here"
             )
         if item is Signal.OVERFLOW:
-            return self._log(Gap(text="This page fell behind: some frames were skipped"))
+            return self._gap("This page fell behind: some frames were skipped")
         event = decode_event(item)
         return "" if event is None else await self.render_event(event)
+
+    def _gap(self, text: str) -> str:
+        return self._log(Gap(text=text, at=format_time(self.services.clock.now())))
 
     async def render_event(self, event: Event) -> str:
         if isinstance(event, ReplayEvent):
@@ -200,18 +288,24 @@ class PageSocket:
             if isinstance(event, Connected) and event.session != self.session:
                 self.session, self.seen = event.session, set()
                 await self._watch(replay=False)
+            if isinstance(event, Connected):
+                self._connected_shown = event.session
             return self._status(event) + self._log(event)
         if isinstance(event, RecordingState):
             return self._recording(event)
+        if isinstance(event, CheckProgress):
+            return self._checks(event)
         if isinstance(event, StateChanged):
             return self._state(event.state)
-        if isinstance(event, SettingsChanged | AnswerRefused | SequencePosition):
+        if isinstance(event, SettingsChanged):
+            return self._rules(event) + self._render_extra(event)
+        if isinstance(event, AnswerRefused | SequencePosition):
             return self._render_extra(event)
         if event.seq:
             if event.seq in self.seen:
                 return ""
             self._remember(event.seq)
-        html = self._log(event) if not isinstance(event, Sent) else ""
+        html = self._log(event)
         if isinstance(event, Held):
             html += self._held(event)
         elif isinstance(event, Released):
@@ -239,17 +333,24 @@ class PageSocket:
             self._status(connected),
             self._state(replay.state),
         ]
+        if connected.session and connected.session != self._connected_shown:
+            self._connected_shown = connected.session
+            self._log(connected)  # the log starts with the connection its frames belong to
         fresh = []
         for event in replay.events:
             if event.session == self.session and event.seq not in self.seen:
                 self._remember(event.seq)
                 fresh.append(event)
         for start in range(0, len(fresh), REPLAY_SLICE):
-            self._pending.append(self._log_many(fresh[start : start + REPLAY_SLICE]))
+            for event in fresh[start : start + REPLAY_SLICE]:
+                self._log(event)
             if not await self._flush():
                 return
             await asyncio.sleep(0)
         self._pending.extend(self._held(event) for event in replay.held)
+        closed = next((e for e in reversed(replay.events) if isinstance(e, Disconnected)), None)
+        if closed is not None and closed.session == self.session:
+            self._pending.append(self._status(closed))  # a history: how it ended
 
     def _render_extra(self, event: Event) -> str:
         """Fragments that other panels (Configure, Operations) derive from an event."""
@@ -268,17 +369,40 @@ class PageSocket:
             **context,
         )
 
-    def _log(self, event: Event) -> str:
-        return self._log_many([event])
+    def _log_block(self, block: str, **context: Any) -> str:
+        return render_block(
+            self.services.templates,
+            LOG,
+            block,
+            identity=self.identity,
+            connection=self.websocket,
+            **context,
+        )
 
-    def _log_many(self, events: list[Event]) -> str:
-        if not events:
+    def _log(self, event: Event) -> str:
+        """Note an event for the log; its lines are rendered when the batch is sent."""
+        new, changed = self.log.add(event)
+        self._new_lines += new
+        for line in changed:
+            self._changed[line.n] = line
+        return ""
+
+    def _detail(self, number: int) -> str:
+        """An expanded line: its frames, or that this page no longer keeps them."""
+        line = self.log.line(number)
+        requests = [api_request(line, frame) for frame in line.frames] if line else []
+        payload = call_payload(line) if line else None
+        return self._log_block(
+            "log_detail", n=number, line=line, requests=requests, payload=payload
+        )
+
+    def _rules(self, event: SettingsChanged) -> str:
+        """The strip of active answer rules, where the page has one (`rules_strip`)."""
+        try:
+            responder = ResponderSettings.from_json(event.settings)
+            return self._block("rules_strip", responder=responder)
+        except (KeyError, InvalidRule):  # charger.html without the strip; odd settings
             return ""
-        entries = "".join(self._block("log_entry", event=event) for event in reversed(events))
-        # The placeholder is removed once per page: htmx reports an error for an
-        # out-of-band target that is already gone.
-        first, self.log_started = not self.log_started, True
-        return self._wrap("log_prepend", entries=Markup(entries), first=first)
 
     def _recording(self, event: RecordingState) -> str:
         settings = self.services.settings
@@ -297,6 +421,18 @@ class PageSocket:
     def _state(self, state: dict[str, Any]) -> str:
         template = self.services.state_template(self.dialect)
         return self._block("state_panel", state=state, state_template=template)
+
+    def _checks(self, event: CheckProgress) -> str:
+        return render_block(
+            self.services.templates,
+            CHECKS_PANEL,
+            "checks_panel",
+            identity=self.identity,
+            connection=self.websocket,
+            check_report=event.report,
+            check_groups=self.services.dialect.checks.grouped(),
+            oob=True,
+        )
 
     def _held(self, event: Held) -> str:
         card = self._block("held_card", event=event)
@@ -332,6 +468,9 @@ def status_from_event(event: Connected | Disconnected | dict[str, Any] | None) -
             "text": "Replaced by a new connection" if replaced else "Disconnected",
             "detail": f"close code {event.get('code')}" + (f", {reason}" if reason else ""),
             "warnings": [],
+            "at": event.get("at") or "",
+            "code": event.get("code"),
+            "reason": reason,
         }
     since = event.get("at") or event.get("connected_since") or ""
     remote = f" from {event['remote']}" if event.get("remote") else ""
@@ -341,6 +480,10 @@ def status_from_event(event: Connected | Disconnected | dict[str, Any] | None) -
         "detail": f"since {since}{remote}, subprotocol {event.get('subprotocol') or 'none'}"
         + _tls_detail(event.get("tls")),
         "warnings": event.get("warnings") or [],
+        "at": since,
+        "remote": event.get("remote"),
+        "subprotocol": event.get("subprotocol"),
+        "tls": event.get("tls"),
     }
 
 

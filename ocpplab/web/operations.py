@@ -32,14 +32,22 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ocpplab.core import messages, schemas
+from ocpplab.core import frames, messages, schemas
 from ocpplab.core.dialect import Dialect
 from ocpplab.core.errors import BrokerError, NotFound, UnknownAction
 from ocpplab.core.messages import Event, Queued, ReplayEvent, Sent
 from ocpplab.core.responder import NOW, format_time, substitute
 from ocpplab.server.central import Outcome
 from ocpplab.web.errors import ANSWERED, Kind, path_identity, refusal, text_errors
-from ocpplab.web.forms import Field, attach_violations, build_fields, read_form
+from ocpplab.web.forms import (
+    Field,
+    Problem,
+    attach_violations,
+    build_fields,
+    help_for,
+    new_violations,
+    read_form,
+)
 from ocpplab.web.services import ExtraRenderer, Services, services_of
 from ocpplab.web.templating import render_block
 
@@ -136,10 +144,16 @@ class OperationForm:
     def help(self) -> str:
         return ACTION_HELP.get(self.action, "")
 
+    @property
+    def other_problems(self) -> list[Problem]:
+        """Problems outside the generated fields, for the form's summary (`_fields.html`)."""
+        return [Problem("Payload as JSON", self.json_error, "json")] if self.json_error else []
+
     @classmethod
     def prefilled(cls, dialect: Dialect, action: str, payload: dict[str, Any]) -> OperationForm:
         text = _pretty(payload)
-        fields = build_fields(dialect.schema(action, False), payload)
+        describe = help_for(dialect, action, False)
+        fields = build_fields(dialect.schema(action, False), payload, describe=describe)
         return cls(action, fields, text, text, profile=dialect.profile_of(action) or "")
 
 
@@ -158,14 +172,19 @@ def read_operation(
 ) -> tuple[OperationForm, Any, list[str]]:
     """Read a posted operation form: the form as typed, the payload to send, the problems.
 
-    The payload can be sent only when there are no problems. Whichever editor was used
-    (fields or JSON), the other one is brought in line with what was sent, except a JSON
-    text the person edited and did not send: that stays as typed.
+    The payload can be sent only when there are no problems, and all of them are found in
+    one round: values that cannot be read are marked at their fields, and what could be
+    read is checked against the schema at once (a form with "abc" in a number field and a
+    required field left empty shows both). Whichever editor was used (fields or JSON), the
+    other one is brought in line with what was sent, except a JSON text the person edited
+    and did not send: that stays as typed.
     """
     typed_json = submitted.get("json", "")
+    describe = help_for(dialect, action, False)
+    schema = dialect.schema(action, False)
     form = OperationForm(
         action,
-        build_fields(dialect.schema(action, False), {}),
+        build_fields(schema, {}, describe=describe),
         typed_json,
         submitted.get("json_shown", ""),
         "json" if submitted.get("source") == "json" else "form",
@@ -175,33 +194,41 @@ def read_operation(
     )
     payload, fields_ok = read_form(form.fields, submitted)
     if form.source == "json":
-        _clear_errors(form.fields)
         try:
-            payload = json.loads(typed_json)
+            payload = frames.loads(typed_json)
         except ValueError as exc:
+            _clear_errors(form.fields)
             form.json_error = f"This is not valid JSON: {exc}"
             return form, None, ["The JSON cannot be read; see the message under it."]
-        form.fields = build_fields(dialect.schema(action, False), payload)
-        form.json_shown = typed_json
-    elif not fields_ok:
-        return form, None, ["Some fields cannot be read; see the marked fields."]
-    elif typed_json.strip() == form.json_shown.strip():
+        form.fields = build_fields(schema, payload, describe=describe)
+        form.json_shown, fields_ok = typed_json, True
+    elif fields_ok and typed_json.strip() == form.json_shown.strip():
         form.payload_json = form.json_shown = _pretty(payload)
     payload = with_now(payload, now)
+    found = [] if fields_ok else ["some values cannot be read"]
     if form.skip_validation:
-        return form, payload, []
-    violations = dialect.validate(action, payload, False)
-    if not violations:
-        return form, payload, []
+        return form, payload, _headline(found)
+    violations = new_violations(form.fields, dialect.validate(action, payload, False))
     leftover = attach_violations(form.fields, violations)
-    problems = [
-        f"The payload breaks the {action} request schema in "
-        f"{schemas.violation_count(violations)} place(s). "
-        "Fix it, or tick “Send anyway” to send it as it is."
-    ]
     if form.source == "json":
         leftover = [f"{item.path}: {item.message} ({item.code})" for item in violations]
-    return form, payload, problems + leftover
+    if violations:
+        found.append(
+            f"the payload breaks the {action} request schema in "
+            f"{schemas.violation_count(violations)} place(s)"
+        )
+    return form, payload, _headline(found) + leftover
+
+
+def _headline(found: list[str]) -> list[str]:
+    """The first line under a form that cannot be sent: what is wrong, and the way out."""
+    if not found:
+        return []
+    text = " and ".join(found)
+    way_out = "Fix them (each is marked at its field)"
+    if found[-1].startswith("the payload breaks"):
+        way_out += ", or tick “Send anyway” to send the schema violations as they are"
+    return [f"{text[0].upper()}{text[1:]}. {way_out}."]
 
 
 def _clear_errors(fields: list[Field]) -> None:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from jinja2 import TemplateNotFound
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
@@ -19,6 +20,8 @@ from ocpplab.web.errors import path_identity, text_errors
 from ocpplab.web.live import status_from_event
 from ocpplab.web.services import Services, services_of
 from ocpplab.web.templating import render_block
+
+MAX_TYPED = 4096  # characters of a typed identity shown back on the landing page
 
 
 def base_url(request: Request) -> str:
@@ -36,8 +39,13 @@ def central_system_url(request: Request) -> str:
 
 
 async def index(request: Request) -> Response:
+    """The landing page; `?identity=…` (where a refused Start sends the person) shows that
+    identity again with what is wrong with it."""
     services = services_of(request)
-    return await render_index(request, services, identity="", error=None)
+    refused = "identity" in request.query_params
+    raw = request.query_params.get("identity", "")[:MAX_TYPED]
+    problem = start_problem(raw, services.settings.max_identity_length) if refused else None
+    return await render_index(request, services, identity=raw, error=problem)
 
 
 async def render_index(
@@ -70,21 +78,32 @@ def identities_listed(settings: Settings) -> bool:
     return bool(settings.dashboard_password) or settings.list_chargers
 
 
-async def start(request: Request) -> Response:
-    """The landing page's Start button: open the identity's page, or say what is wrong."""
-    services = services_of(request)
-    form = await request.form()
-    raw = str(form.get("identity", ""))
+def start_problem(raw: str, max_length: int) -> str | None:
+    """What is wrong with an identity a person typed (or pasted) on the landing page."""
     identity = from_user_input(raw)
-    problem = identity_problem(identity, services.settings.max_identity_length)
+    problem = identity_problem(identity, max_length)
     if problem and "://" in raw and not identity:
         problem = (
             "that is the central system's URL, without a charger identity: type the identity "
             "the charger uses (what it appends after /ocpp/), or paste the charger's whole URL"
         )
-    if problem:
-        return await render_index(request, services, identity=raw, error=problem, status=422)
-    url = request.url_for("charger_page", identity=identity)
+    return problem
+
+
+async def start(request: Request) -> Response:
+    """The landing page's Start button: open the identity's page, or say what is wrong.
+
+    A refused identity goes back to `/?identity=…` (303), not a page rendered at `/start`:
+    reloading it must not post again. The message is worked out again from the identity
+    there, so a link cannot make the page say anything else.
+    """
+    services = services_of(request)
+    form = await request.form()
+    raw = str(form.get("identity", ""))[:MAX_TYPED]
+    if start_problem(raw, services.settings.max_identity_length):
+        url = request.url_for("index").include_query_params(identity=raw)
+        return RedirectResponse(str(url), status_code=303)
+    url = request.url_for("charger_page", identity=from_user_input(raw))
     return RedirectResponse(str(url), status_code=303)
 
 
@@ -93,11 +112,14 @@ async def charger_page(request: Request) -> Response:
     services = services_of(request)
     identity = path_identity(request)
     presence = await _status_or_none(services, identity)
-    status = status_from_event(presence if presence and presence.get("connected") else None)
+    status = page_status(presence)
     responder = await _responder_or_default(services, identity)
     panels: dict[str, Any] = {}
     for panel in (configure, operations):
         panels.update(await panel.page_context(services, identity))
+    checks_template = _exists(services, "_checks.html")
+    if checks_template:
+        panels["check_error"] = ""
     try:
         recording = await services.central.recording_state(identity)
     except BrokerError:
@@ -116,9 +138,37 @@ async def charger_page(request: Request) -> Response:
         "held": [],
         "responder": responder,
         "charger_url": central_system_url(request) + quote(identity, safe=""),
+        "checks_template": checks_template,
         "live_path": request.url_for("live", identity=identity).path,
     }
     return services.templates.TemplateResponse(request, "charger.html", context)
+
+
+def page_status(presence: dict[str, Any] | None) -> dict[str, Any]:
+    """The status line of a page as it opens, from the presence record.
+
+    Besides what `status_from_event` says, `at` is when the charger connected (or went
+    offline, when the record knows it), which the page shows as a clock time.
+    """
+    if presence and presence.get("connected"):
+        return {**status_from_event(presence), "at": presence.get("connected_since") or ""}
+    if presence and presence.get("disconnected_at"):
+        event = {
+            "kind": "disconnected",
+            "code": presence.get("close_code"),
+            "reason": presence.get("close_reason") or "",
+        }
+        return {**status_from_event(event), "at": presence["disconnected_at"]}
+    return status_from_event(None)
+
+
+def _exists(services: Services, name: str) -> bool:
+    """Whether the templates hold `name`: a panel being built shows once its template does."""
+    try:
+        services.templates.env.get_template(name)
+    except TemplateNotFound:
+        return False
+    return True
 
 
 async def _status_or_none(services: Services, identity: str) -> dict[str, Any] | None:

@@ -143,7 +143,7 @@ async def open_recording(request: Request) -> Response:
     events = list(recording_events(result))
     shown = events[:MAX_SHOWN]
     entries = Markup("").join(
-        Markup(render_block(services.templates, "charger.html", "log_entry", event=event))
+        Markup(render_block(services.templates, "_log.html", "log_entry", event=event))
         for event in shown
     )
     return page(

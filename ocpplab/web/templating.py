@@ -18,6 +18,7 @@ from starlette.templating import Jinja2Templates
 from ocpplab.core.dialect import Dialect
 from ocpplab.core.frames import encodable, loads
 from ocpplab.dialects.ocpp16 import OCPP16
+from ocpplab.web import meter_chart
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # ocpplab/
 
@@ -143,6 +144,7 @@ def make_templates(dialect: Dialect = OCPP16) -> Jinja2Templates:
     environment.globals["CHARGER_ACTIONS"] = dialect.charger_actions
     environment.globals["CENTRAL_ACTIONS_BY_PROFILE"] = dialect.central_actions_by_profile
     environment.globals["ERROR_CODES"] = dialect.error_codes
+    environment.globals["meter_chart"] = meter_chart.svg
     return Jinja2Templates(env=environment)
 
 

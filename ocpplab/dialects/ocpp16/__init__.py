@@ -15,6 +15,8 @@ from ocpplab.dialects.ocpp16.actions import (
     ERROR_CODES,
 )
 from ocpplab.dialects.ocpp16.answers import TRANSACTION_ACTION, default_answer
+from ocpplab.dialects.ocpp16.checks import CATALOGUE
+from ocpplab.dialects.ocpp16.descriptions import field_help
 from ocpplab.dialects.ocpp16.examples import example_request
 from ocpplab.dialects.ocpp16.presets import PRESETS
 from ocpplab.dialects.ocpp16.schemas import SCHEMAS
@@ -34,6 +36,8 @@ OCPP16 = Dialect(
     transaction_action=TRANSACTION_ACTION,
     presets=PRESETS,
     state_template="dialects/ocpp16_state.html",
+    field_help=field_help,
+    checks=CATALOGUE,
 )
 
 __all__ = ["OCPP16"]
