@@ -96,6 +96,30 @@
     });
   }
 
+  // A check step's evidence: show that frame's line in the log, opened.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest("a.evidence[data-unique-id]");
+    if (!link) return;
+    event.preventDefault();
+    event.stopPropagation();
+    var uid = link.getAttribute("data-unique-id");
+    var line = null;
+    document.querySelectorAll("#log > li[data-unique-id]").forEach(function (item) {
+      if (item.getAttribute("data-unique-id") === uid) line = item;
+    });
+    if (!line) {
+      link.setAttribute("title", "That frame is no longer in this page's log (cleared, or older than what it keeps)");
+      link.classList.add("evidence-gone");
+      return;
+    }
+    showTabOf(line, true);
+    var details = line.querySelector("details");
+    if (details && !details.open) details.querySelector("summary").click();
+    line.scrollIntoView({ block: "center" });
+    var summary = line.querySelector("summary");
+    if (summary) summary.focus({ preventScroll: true });
+  }, true);
+
   document.addEventListener("click", function (event) {
     var link = event.target.closest("a[href^='#']");
     if (!link || !tablist) return;

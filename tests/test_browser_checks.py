@@ -74,7 +74,12 @@ def test_checks_run_on_a_simulated_charger_from_its_page(
     expect(result.locator(".verdict")).to_have_text("passed")
     result.locator("summary").click()
     expect(result.locator(".check-steps")).to_contain_text("Plug the cable into connector 1")
-    expect(result.locator(".check-steps code").first).to_be_visible()  # evidence: unique ids
+    evidence = result.locator(".check-steps a.evidence").first  # the frames, by unique id
+    uid = evidence.get_attribute("data-unique-id")
+    evidence.click()  # shows that frame's line in the log, opened
+    line = page.locator(f'#log > li[data-unique-id="{uid}"]')
+    expect(line.locator("details")).to_have_attribute("open", "")
+    expect(line).to_be_in_viewport()
     page.screenshot(path="/tmp/shots/checks-desktop.png")
     with page.context.expect_page() as opened:
         panel.get_by_role("link", name="Printable report").click()

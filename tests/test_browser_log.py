@@ -383,6 +383,14 @@ def test_the_log_survives_a_disconnect_and_a_reload(server: RunningServer, open_
         expect(gone).to_have_text(re.compile("close code 4000, “going for maintenance”"))
         expect(page.line("hb-1")).to_be_visible()  # its lines stay
         assert page.page.locator("#log > li.x summary").all_inner_texts() == lines
+
+        later = open_page(url)  # a reload after the charger left: its last connection
+        expect(later.line("hb-1")).to_have_count(1)
+        assert later.page.locator("#log > li.x summary").all_inner_texts() == lines
+        expect(later.page.locator("#log > li.ev-disconnected")).to_have_text(
+            re.compile("close code 4000, “going for maintenance”")
+        )
+        expect(later.page.locator("#status")).to_contain_text("Offline since")
     finally:
         charger.__exit__()
 

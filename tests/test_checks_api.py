@@ -85,6 +85,8 @@ async def test_bad_requests_are_refused_with_reasons(server: RunningServer) -> N
             ({"id_tag": "x" * 21}, "id_tag"),
             ({"connector": 0}, "connector"),
             ({"connector": True}, "connector"),
+            ({"firmware_location": "firmware.bin"}, "firmware_location must be a URL"),
+            ({"diagnostics_location": "ftp://" + "x" * 510}, "diagnostics_location"),
             ([], "JSON object"),
         ):
             answer = await client.post(path, json=body)
@@ -273,3 +275,32 @@ async def test_a_cut_closes_the_charger_and_refuses_it_for_a_while(server: Runni
                 break
             await asyncio.sleep(0.1)
         assert status.get("connected"), "the charger came back after the cut"
+
+
+async def test_the_firmware_location_given_is_the_one_the_charger_is_sent(
+    server: RunningServer,
+) -> None:
+    from ocpplab.broker.keys import events_channel
+    from ocpplab.core.messages import FrameEvent, decode_event
+
+    location = "https://firmware.example/ocpplab-2.bin"
+    broker = server.app.state.services.broker
+    async with guided_charger(server) as charger, api(server) as client:
+        path = f"/api/chargers/{charger.identity}/checks"
+        body = {"only": ["TC_044_1_CS"], "firmware_location": location}
+        async with broker.subscribe(events_channel(charger.identity)) as events:
+            assert (await client.post(path, json=body)).status_code == 202
+            report = await runs_of(server).wait(charger.identity)
+            sent: list[str] = []
+            while (item := events.get_nowait()) is not None:
+                event = decode_event(item) if isinstance(item, str) else None
+                if isinstance(event, FrameEvent) and (event.action, event.dir, event.type) == (
+                    "UpdateFirmware",
+                    "out",
+                    "CALL",
+                ):
+                    sent.append(event.raw)
+    assert report is not None
+    assert verdicts(report) == {"TC_044_1_CS": "passed"}
+    assert len(sent) == 1
+    assert json.loads(sent[0])[3]["location"] == location

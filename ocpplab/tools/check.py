@@ -76,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--id-tag", help="the card (idTag) the person will present")
     parser.add_argument("--connector", type=int, default=1, help="connector to use [1]")
+    parser.add_argument(
+        "--firmware-location", help="URL of a firmware image the charger may fetch (TC_044_1_CS)"
+    )
+    parser.add_argument(
+        "--diagnostics-location", help="URL the charger may upload diagnostics to (TC_045_1_CS)"
+    )
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
@@ -132,6 +138,9 @@ def follow(
         body["only"] = [item for value in args.only for item in value.split(",") if item]
     if args.id_tag:
         body["id_tag"] = args.id_tag
+    for key in ("firmware_location", "diagnostics_location"):
+        if getattr(args, key, None):
+            body[key] = getattr(args, key)
     status, report = client.request("POST", _path(args.identity), body)
     if status != 202:
         message = report.get("error") if isinstance(report, dict) else report

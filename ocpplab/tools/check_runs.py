@@ -136,6 +136,7 @@ class CheckRuns:
         actor: Actor | None = None,
         id_tag: str | None = None,
         connector: int = 1,
+        facts: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Start a run; its first report. Raises `NotFound` naming unknown check ids,
         `RunInProgress` when one runs for this charger (or too many run here), and
@@ -155,6 +156,7 @@ class CheckRuns:
         if not status.get("connected"):
             raise ChargerOffline(f"no charger {identity!r} is connected")
         context = Context(connector=connector)
+        context.facts.update(facts or {})  # e.g. firmware_location, diagnostics_location
         if id_tag:
             context.id_tag = id_tag[:20]
         run = Run(

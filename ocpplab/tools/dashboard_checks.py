@@ -39,6 +39,22 @@ def catalogue_of(request: Request) -> Catalogue:
     return runs_of(request).catalogue
 
 
+LOCATIONS = ("firmware_location", "diagnostics_location")
+
+
+def _locations(data: dict[str, Any]) -> dict[str, str]:
+    """Where a firmware image is (UpdateFirmware) and where diagnostics go (GetDiagnostics)."""
+    found = {}
+    for key in LOCATIONS:
+        value = data.get(key)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str) or len(value) > 512 or "://" not in value:
+            raise InvalidBody(f"{key} must be a URL (scheme://…) of at most 512 characters")
+        found[key] = value
+    return found
+
+
 def _options(data: Any) -> tuple[list[str] | None, str | None, int]:
     if not isinstance(data, dict):
         raise InvalidBody("the body must be a JSON object")
@@ -84,8 +100,10 @@ async def api_checks(request: Request) -> Response:
     identity = path_identity(request)
     runs = runs_of(request)
     if request.method == "POST":
-        only, id_tag, connector = _options(await _body(request))
-        first = await runs.start(identity, only, id_tag=id_tag, connector=connector)
+        data = await _body(request)
+        only, id_tag, connector = _options(data)
+        facts = _locations(data)
+        first = await runs.start(identity, only, id_tag=id_tag, connector=connector, facts=facts)
         return JSONResponse(first, status_code=202)
     if request.method == "DELETE":
         if not await runs.abort(identity):
