@@ -304,3 +304,37 @@ async def test_the_firmware_location_given_is_the_one_the_charger_is_sent(
     assert verdicts(report) == {"TC_044_1_CS": "passed"}
     assert len(sent) == 1
     assert json.loads(sent[0])[3]["location"] == location
+
+
+async def test_a_simulated_charger_acts_for_the_person_over_the_api_and_its_page(
+    server: RunningServer,
+) -> None:
+    async with api(server) as client:
+        started = await client.post("/simulate", headers={"Origin": server.http})
+        identity = started.headers["location"].rsplit("/", 1)[1]
+        charger = server.app.state.simulations.running[identity].charger
+        for _ in range(100):
+            if charger.ready.is_set():
+                break
+            await asyncio.sleep(0.05)
+        path = f"/api/chargers/{identity}/simulated"
+        for body, words in (
+            ({"connector": 100}, "connector"),
+            ({"connector": "1"}, "connector"),
+            ({"id_tag": ""}, "id_tag"),
+            ([1], "JSON object"),
+        ):
+            answer = await client.post(f"{path}/plug", json=body)
+            assert answer.status_code == 422, body
+            assert words in answer.json()["error"], body
+        assert (await client.post(f"{path}/dance", json={})).status_code == 404
+        unknown = await client.post("/api/chargers/nobody/simulated/plug", json={})
+        assert unknown.status_code == 404
+        plugged = await client.post(f"{path}/plug", json={"connector": 1})
+        assert plugged.status_code == 200
+        assert plugged.json() == {"act": "plug", "done": True}
+        form = await client.post(
+            f"/chargers/{identity}/simulated/unplug", headers={"Origin": server.http}
+        )
+        assert form.status_code == 200
+        assert "Simulated charger: unplug done." in form.text

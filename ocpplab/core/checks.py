@@ -385,6 +385,14 @@ class _Waiting:
     found: dict[int, Seen] = dataclasses.field(default_factory=dict)  # ExpectAll so far
 
 
+def _sending(value: Any) -> Callable[[Script], Step]:
+    return lambda script: script.send(value)
+
+
+def _throwing(error: BaseException) -> Callable[[Script], Step]:
+    return lambda script: script.throw(error)
+
+
 class Run:
     """One run of some checks on one charger (see the module's docstring)."""
 
@@ -591,10 +599,10 @@ class Run:
         self._advance(None)
 
     def _advance(self, value: Any) -> None:
-        self._step(lambda script: script.send(value))
+        self._step(_sending(value))
 
     def _throw(self, error: BaseException) -> None:
-        self._step(lambda script: script.throw(error))
+        self._step(_throwing(error))
 
     def _step(self, resume: Callable[[Script], Step]) -> None:
         self._waiting = None
@@ -610,65 +618,52 @@ class Run:
             except Exception as error:  # a bug in a script must not end the run
                 self._end_script(CheckFailed(f"the check itself failed: {error!r}"))
                 return
-            if not self._start_step(step):
+            ended = self._start_step(step)
+            if ended is None:
                 return  # waiting for an input
-            resume = self._resume_with(step)
+            resume = ended
 
-    def _resume_with(self, step: Step) -> Callable[[Script], Step]:
-        value = self._immediate
-        self._immediate = None
-        if isinstance(value, BaseException):
-            error = value
-            return lambda script: script.throw(error)
-        return lambda script: script.send(value)
-
-    _immediate: Any = None
-
-    def _start_step(self, step: Step) -> bool:
-        """Begin a step; True when it ended at once (its result in `_immediate`)."""
+    def _start_step(self, step: Step) -> Callable[[Script], Step] | None:
+        """Begin a step: how to resume the script when it ended at once, else None."""
         now = self.clock.monotonic()
         record = self._record(self._title(step))
         log = self.context.log
         if isinstance(step, Note):
             record.state, record.ended = "info", record.started
-            self._immediate = None
-            return True
+            return _sending(None)
         if isinstance(step, Call):
             token = next(self._tokens)
             self._cursor = len(log)
             self._waiting = _Waiting(step, record, now + step.timeout + CALL_GRACE, token)
             self._effects.append(SendCallEffect(token, step.action, step.payload, step.timeout))
-            return False
+            return None
         if isinstance(step, Expect):
             waiting = _Waiting(step, record, now + step.within, start=self._cursor)
             for index in range(self._cursor, len(log)):
                 if step.match(log[index]):
                     self._resolve_expect(waiting, index, log[index], resume=False)
-                    self._immediate = log[index]
-                    return True
+                    return _sending(log[index])
             self._waiting = waiting
-            return False
+            return None
         if isinstance(step, ExpectAll):
             waiting = _Waiting(step, record, now + step.within, start=self._cursor)
             for index in range(self._cursor, len(log)):
                 if self._collect(waiting, index, log[index], resume=False):
-                    self._immediate = [waiting.found[i] for i in range(len(step.items))]
-                    return True
+                    return _sending([waiting.found[i] for i in range(len(step.items))])
             self._waiting = waiting
-            return False
+            return None
         if isinstance(step, Absent):
             waiting = _Waiting(step, record, now + step.during, start=self._cursor)
             for index in range(self._cursor, len(log)):
                 if step.match(log[index]):
                     reason = self._absent_reason(step, log[index])
                     self._close(waiting, "failed", reason, self._uid(log[index]))
-                    self._immediate = CheckFailed(reason)
-                    return True
+                    return _throwing(CheckFailed(reason))
             self._waiting = waiting
-            return False
+            return None
         if isinstance(step, Wait):
             self._waiting = _Waiting(step, record, now + step.seconds)
-            return False
+            return None
         token = next(self._tokens)
         self._cursor = len(log)
         if isinstance(step, Ask):
@@ -683,7 +678,7 @@ class Run:
             self._waiting = _Waiting(step, record, now + step.seconds + EFFECT_TIMEOUT, token)
             self._effects.append(CutEffect(token, step.seconds))
         self.changed = True
-        return False
+        return None
 
     def _title(self, step: Step) -> str:
         if isinstance(step, Call):

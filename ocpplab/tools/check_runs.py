@@ -193,12 +193,13 @@ class CheckRuns:
     async def answer(self, identity: str, token: str, done: bool) -> bool:
         """The person's Done (True) / Can't do this (False), to the run wherever it runs;
         False when no run of that charger is going on."""
-        command = CheckAnswer(token=token[:100], done=done)
-        return await self.broker.publish(check_commands_channel(identity), command.encode()) > 0
+        return await self._tell(identity, CheckAnswer(token=token[:100], done=done))
 
     async def abort(self, identity: str) -> bool:
         """Stop the charger's run wherever it runs; False when none is going on."""
-        command = CheckAbort()
+        return await self._tell(identity, CheckAbort())
+
+    async def _tell(self, identity: str, command: CheckAnswer | CheckAbort) -> bool:
         return await self.broker.publish(check_commands_channel(identity), command.encode()) > 0
 
     async def wait(self, identity: str) -> dict[str, Any] | None:

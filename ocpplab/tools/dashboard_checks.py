@@ -12,7 +12,6 @@ get the panel back; the panel follows a run live through `CheckProgress` events.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from ocpplab.core.checks import Catalogue
 from ocpplab.core.errors import InvalidBody, NotFound
 from ocpplab.tools.check_runs import CheckRuns
+from ocpplab.web.api import json_body
 from ocpplab.web.errors import ANSWERED, JSONResponse, path_identity, refusal, text_errors
 from ocpplab.web.services import services_of
 from ocpplab.web.templating import render_block
@@ -65,21 +65,19 @@ def _options(data: Any) -> tuple[list[str] | None, str | None, int]:
         or not all(isinstance(item, str) and len(item) <= 40 for item in only)
     ):
         raise InvalidBody(f"only must be a list of at most {MAX_ONLY} check ids")
+    id_tag, connector = _card_and_connector(data)
+    return only, id_tag, connector
+
+
+def _card_and_connector(data: dict[str, Any]) -> tuple[str | None, int]:
+    """The card (idTag) and connector of a run or a simulated charger's act."""
     id_tag = data.get("id_tag")
     if id_tag is not None and (not isinstance(id_tag, str) or not 0 < len(id_tag) <= 20):
         raise InvalidBody("id_tag must be a text of 1 to 20 characters (OCPP 1.6 IdToken)")
     connector = data.get("connector", 1)
     if not isinstance(connector, int) or isinstance(connector, bool) or not 1 <= connector <= 99:
         raise InvalidBody("connector must be a whole number from 1 to 99")
-    return only, id_tag, connector
-
-
-async def _body(request: Request) -> Any:
-    body = await request.body()
-    try:
-        return json.loads(body) if body.strip() else {}
-    except ValueError as exc:
-        raise InvalidBody(f"the body is not valid JSON: {exc}") from None
+    return id_tag, connector
 
 
 # The JSON API
@@ -100,7 +98,7 @@ async def api_checks(request: Request) -> Response:
     identity = path_identity(request)
     runs = runs_of(request)
     if request.method == "POST":
-        data = await _body(request)
+        data = await json_body(request)
         only, id_tag, connector = _options(data)
         facts = _locations(data)
         first = await runs.start(identity, only, id_tag=id_tag, connector=connector, facts=facts)
@@ -117,7 +115,7 @@ async def api_checks(request: Request) -> Response:
 
 async def api_prompt(request: Request) -> Response:
     identity = path_identity(request)
-    data = await _body(request)
+    data = await json_body(request)
     token, done = (data.get("token"), data.get("done")) if isinstance(data, dict) else (0, 0)
     if not isinstance(token, str) or not isinstance(done, bool):
         raise InvalidBody('the body must be {"token": "…", "done": true or false}')
@@ -152,14 +150,10 @@ async def _act(request: Request) -> tuple[str, str, bool]:
         raise NotFound(f"{identity} is not a simulated charger running here")
     detail: dict[str, Any] = {}
     if request.method == "POST" and request.url.path.startswith("/api/"):
-        data = await _body(request)
+        data = await json_body(request)
         if not isinstance(data, dict):
             raise InvalidBody("the body must be a JSON object")
-        connector, id_tag = data.get("connector", 1), data.get("id_tag")
-        if not isinstance(connector, int) or isinstance(connector, bool) or connector < 1:
-            raise InvalidBody("connector must be a whole number from 1")
-        if id_tag is not None and (not isinstance(id_tag, str) or not 0 < len(id_tag) <= 20):
-            raise InvalidBody("id_tag must be a text of 1 to 20 characters")
+        id_tag, connector = _card_and_connector(data)
         detail = {"connector": connector, **({"id_tag": id_tag} if id_tag else {})}
     done = bool(await running.charger.act(act, detail))
     return identity, act, done

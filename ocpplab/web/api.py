@@ -28,7 +28,8 @@ from ocpplab.web.forms import fill_for_validation
 from ocpplab.web.services import services_of
 
 
-async def _json_body(request: Request) -> Any:
+async def json_body(request: Request) -> Any:
+    """The request's JSON body ({} when empty); `InvalidBody` when it is not JSON."""
     body = await request.body()
     try:
         return json.loads(body) if body.strip() else {}
@@ -83,7 +84,7 @@ async def response_rule(request: Request) -> Response:
     if request.method == "DELETE":
         await central.set_rule(identity, action, None)
         return JSONResponse(DEFAULT_RULE.to_json())
-    rule = rule_from_json(await _json_body(request))
+    rule = rule_from_json(await json_body(request))
     if _wants_validation(request):
         _check_answers(services.dialect, action, rule)
     await central.set_rule(identity, action, rule)
@@ -128,7 +129,7 @@ async def recording(request: Request) -> Response:
     identity = path_identity(request)
     central = services_of(request).central
     if request.method == "POST":
-        body = await _json_body(request)
+        body = await json_body(request)
         on = body.get("on", True) if isinstance(body, dict) else True
         if not isinstance(on, bool):
             raise InvalidBody('"on" must be true or false')
@@ -155,7 +156,7 @@ async def validation(request: Request) -> Response:
     identity = path_identity(request)
     central = services_of(request).central
     if request.method == "PUT":
-        body = await _json_body(request)
+        body = await json_body(request)
         policy = body.get("validation") if isinstance(body, dict) else None
         settings = await central.set_validation(identity, str(policy))
     else:
@@ -174,7 +175,7 @@ async def call(request: Request) -> Response:
             f"{action!r} is not an action a central system sends in {dialect.name}",
             actions=dialect.central_actions,
         )
-    payload = await _json_body(request)
+    payload = await json_body(request)
     if _wants_validation(request):
         _check_schema(dialect, action, payload, response=False, method="POST")
     concurrent = request.query_params.get("concurrent", "false").lower() in {"true", "1", "yes"}
@@ -223,7 +224,7 @@ async def held(request: Request) -> Response:
     the call was no longer held.
     """
     identity = path_identity(request)
-    reply = await _json_body(request)
+    reply = await json_body(request)
     if not isinstance(reply, dict) or not {"payload", "error", "ignore"} & set(reply):
         raise InvalidBody('the body is {"payload": {...}}, {"error": {...}} or {"ignore": true}')
     unique_id = request.path_params["unique_id"]

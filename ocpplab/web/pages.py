@@ -118,8 +118,6 @@ async def charger_page(request: Request) -> Response:
     for panel in (configure, operations):
         panels.update(await panel.page_context(services, identity))
     checks_template = _exists(services, "_checks.html")
-    if checks_template:
-        panels["check_error"] = ""
     try:
         recording = await services.central.recording_state(identity)
     except BrokerError:
